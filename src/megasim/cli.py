@@ -1,0 +1,148 @@
+"""Command line: ``megasim run``, ``megasim report``, ``megasim population ...``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from megasim.config import ConfigError, load_config
+from megasim.model.base import ModelSetupError
+from megasim.simulation import StepOutcome
+
+app = typer.Typer(
+    help="Very large-scale multi-agent simulation with LLM-powered agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    return (
+        f"{value:.{digits}f}"
+        if isinstance(value, float)
+        else ("-" if value is None else str(value))
+    )
+
+
+def summary_table(steps: list[StepOutcome]) -> Table:
+    table = Table(title="Rounds")
+    for column in (
+        "round",
+        "agents",
+        "valid",
+        "invalid",
+        "errors",
+        "mean",
+        "winner",
+        "tokens",
+        "s",
+    ):
+        table.add_column(column, justify="right")
+    for s in steps:
+        o, m = s.outcome, s.metrics
+        table.add_row(
+            str(s.step),
+            str(o.get("n")),
+            str(o.get("valid")),
+            str(m["invalid"]),
+            str(m["errors"]),
+            _fmt(o.get("mean")),
+            _fmt(o.get("winner")),
+            str(m["tokens_in"] + m["tokens_out"]),
+            _fmt(m["wall_s"]),
+        )
+    return table
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML run configuration")],
+    agents: Annotated[int | None, typer.Option(help="population size")] = None,
+    rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="model for every agent: a configured name or local|surrogate|scripted"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="run seed")] = None,
+    out: Annotated[Path | None, typer.Option(help="parent directory of runs")] = None,
+    run_id: Annotated[str | None, typer.Option(help="name of the run directory")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Run a simulation; every decision is written under OUT/<run-id>/."""
+    from megasim.run import run_simulation
+
+    overrides = {"agents": agents, "rounds": rounds, "model": model, "seed": seed}
+    overrides["out"] = str(out) if out is not None else None
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    total = cfg.population.size * cfg.rounds
+    progress = Progress(
+        TextColumn("[bold]round {task.fields[round]}/" + str(cfg.rounds)),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+    task = progress.add_task("decisions", total=total, round=1)
+    done_by_shard: dict[int, int] = {}
+    finished = [0]
+
+    def on_progress(shard: int, done: int) -> None:
+        done_by_shard[shard] = done
+        progress.update(task, completed=finished[0] + sum(done_by_shard.values()))
+
+    def on_step(outcome: StepOutcome) -> None:
+        finished[0] += int(outcome.metrics["agents"])
+        done_by_shard.clear()
+        progress.update(task, completed=finished[0], round=min(outcome.step + 1, cfg.rounds))
+
+    try:
+        with progress:
+            result = asyncio.run(run_simulation(cfg, on_progress, on_step, run_id))
+    except ConfigError as exc:
+        raise fail(f"{config}: {exc}") from None
+    except ModelSetupError as exc:
+        raise fail(f"model setup failed: {exc}", code=1) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", code=130) from None
+    console.print(summary_table(result.steps))
+    console.print(f"run directory: [bold]{result.run_dir.path}[/]")
+    console.print(f"report: megasim report {result.run_dir.path}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    out: Annotated[Path | None, typer.Option(help="where plots go (default RUN/report)")] = None,
+) -> None:
+    """Per-round statistics with per-model and per-group breakdowns, and PNG plots."""
+    from megasim.report import ReportError, render_report
+
+    try:
+        render_report(run_dir, console, out)
+    except ReportError as exc:
+        raise fail(str(exc)) from None
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,142 @@
+"""Run configuration: YAML validated by pydantic; errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from megasim.model.config import BUILTIN_BACKENDS, LocalModelConfig, ModelConfig
+from megasim.population.spec import PopulationSpec
+
+
+class ConfigError(Exception):
+    """A configuration problem a user can fix; the message names the file and field."""
+
+
+class GameConfig(BaseModel):
+    """The p-beauty contest: winner = ratio x mean + offset, guesses in [low, high]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratio: float = Field(2 / 3, gt=0)
+    offset: float = 0.0
+    low: float = 0.0
+    high: float = 100.0
+    max_tokens: dict[str, int] = Field(
+        default_factory=dict, description="per prompt variant; unset variants use defaults"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GameConfig:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "ray"] = "local"
+    shards: int = Field(1, ge=1, le=4096)
+    address: str | None = None
+
+
+DEFAULT_MODELS: dict[str, ModelConfig] = {"smollm2": LocalModelConfig(backend="local")}
+
+
+class SimulationConfig(BaseModel):
+    """Everything a run needs; stored resolved in the run directory as config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "run"
+    scenario: Literal["guess_two_thirds"] = "guess_two_thirds"
+    seed: int = 0
+    rounds: int = Field(3, ge=1, le=10_000)
+    game: GameConfig = Field(default_factory=GameConfig)
+    population: PopulationSpec
+    models: dict[str, ModelConfig] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
+    default_model: str | None = Field(None, description="for agents the population gives none")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    out_dir: str = "runs"
+
+    @model_validator(mode="after")
+    def _default_model_known(self) -> SimulationConfig:
+        if not self.models:
+            raise ValueError("at least one model must be configured")
+        if self.default_model is None:
+            self.default_model = next(iter(self.models))
+        elif self.default_model not in self.models:
+            known = ", ".join(sorted(self.models))
+            raise ValueError(f"default_model {self.default_model!r} is not in models ({known})")
+        return self
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line per problem: ``<file>: <dotted.field>: <message>``."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        lines.append(f"{source}: {field}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping, turning every failure into a ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """CLI flags win over the file: agents, rounds, model, seed, out, runtime, shards."""
+    data = dict(data)
+    if overrides.get("agents") is not None:
+        data["population"] = {**data.get("population", {}), "size": overrides["agents"]}
+    for key, field in (("rounds", "rounds"), ("seed", "seed"), ("out", "out_dir")):
+        if overrides.get(key) is not None:
+            data[field] = overrides[key]
+    if overrides.get("runtime") is not None or overrides.get("shards") is not None:
+        runtime = dict(data.get("runtime", {}))
+        if overrides.get("runtime") is not None:
+            runtime["kind"] = overrides["runtime"]
+        if overrides.get("shards") is not None:
+            runtime["shards"] = overrides["shards"]
+        data["runtime"] = runtime
+    model = overrides.get("model")
+    if model is not None:
+        models = dict(data.get("models") or {"smollm2": {"backend": "local"}})
+        if model not in models:
+            if model not in BUILTIN_BACKENDS:
+                known = ", ".join(sorted({*models, *BUILTIN_BACKENDS}))
+                raise ConfigError(f"--model: unknown model {model!r} (known: {known})")
+            models[model] = {"backend": model}
+        data["models"] = models
+        data["default_model"] = model
+        population = dict(data.get("population", {}))
+        attributes = dict(population.get("attributes") or {})
+        attributes.pop("model", None)  # every agent uses the forced model
+        population["attributes"] = attributes
+        data["population"] = population
+    return data
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> SimulationConfig:
+    data = apply_overrides(read_yaml(path), overrides or {})
+    try:
+        return SimulationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from exc

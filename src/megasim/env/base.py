@@ -1,0 +1,112 @@
+"""Environment interface: shared state that agents observe, with events and nesting.
+
+An environment lives on the driver. Shards get a read-only copy of its
+``snapshot()`` each step, observe it per agent, and reduce their agents'
+decisions into a small ``partial``; the driver ``combine``s the partials of all
+shards and ``apply``s the outcome, which fires the ``step_end`` event. That is
+what keeps one remote call per shard per step possible (design brief, idea 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from megasim.agent import Agent
+
+Listener = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class DecisionBatch:
+    """Columnar view of one shard's decisions in a step, for vectorised reductions."""
+
+    agent_ids: npt.NDArray[np.int64]
+    groups: npt.NDArray[np.int32]
+    values: npt.NDArray[np.float64]  # NaN where invalid
+    valid: npt.NDArray[np.bool_]
+
+
+class Environment:
+    """Base environment: state dict, observe, per-step reduction, async events, children."""
+
+    name: str = "environment"
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        self.state: dict[str, Any] = {}
+        self.children: dict[str, Environment] = {}
+        self.parent: Environment | None = None
+        self._listeners: dict[str, list[Listener]] = defaultdict(list)
+
+    # --- nesting -----------------------------------------------------------------
+    def add_child(self, child: Environment) -> Environment:
+        """Nest ``child``; its events bubble up to this environment's listeners too."""
+        if child.name in self.children:
+            raise ValueError(f"environment {self.name!r} already has a child {child.name!r}")
+        child.parent = self
+        self.children[child.name] = child
+        return child
+
+    def child(self, path: str) -> Environment:
+        """Find a nested environment by a dotted path such as ``"city.market"``."""
+        env: Environment = self
+        for part in path.split("."):
+            env = env.children[part]
+        return env
+
+    # --- events --------------------------------------------------------------------
+    def on(self, event: str, listener: Listener) -> None:
+        """Call ``listener(event, payload)`` whenever ``event`` fires here or in a child."""
+        self._listeners[event].append(listener)
+
+    async def emit(self, event: str, payload: Mapping[str, Any]) -> None:
+        """Run this environment's listeners concurrently, then bubble to the parent."""
+        listeners = self._listeners.get(event, []) + self._listeners.get("*", [])
+        if listeners:
+            await asyncio.gather(*(listener(event, payload) for listener in listeners))
+        if self.parent is not None:
+            await self.parent.emit(event, payload)
+
+    # --- the step protocol -----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Plain-data copy of the state that shards need to observe (and checkpoints store)."""
+        return {
+            "state": dict(self.state),
+            "children": {name: c.snapshot() for name, c in self.children.items()},
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        self.state = dict(snapshot["state"])
+        for name, child_snapshot in snapshot.get("children", {}).items():
+            self.children[name].restore(child_snapshot)
+
+    def prepare(self) -> None:
+        """Shard side, once per step after ``restore``: precompute what ``observe`` hands out."""
+
+    def observe(self, agent: Agent) -> Any:
+        """What ``agent`` sees this step; default: the whole state."""
+        return self.state
+
+    def reduce(self, batch: DecisionBatch) -> dict[str, Any]:
+        """Shard side: summarise a shard's decisions into a small, combinable partial."""
+        return {"n": int(batch.agent_ids.size), "valid": int(batch.valid.sum())}
+
+    def combine(self, partials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Driver side: merge the partials of all shards into this step's outcome."""
+        return {
+            "n": sum(int(p["n"]) for p in partials),
+            "valid": sum(int(p["valid"]) for p in partials),
+        }
+
+    async def apply(self, step: int, outcome: Mapping[str, Any]) -> None:
+        """Fold the outcome into the state and announce it."""
+        self.state["step"] = step
+        await self.emit("step_end", {"step": step, "env": self.name, **outcome})

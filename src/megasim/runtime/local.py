@@ -1,0 +1,66 @@
+"""LocalRuntime: shards in this process (the default; never imports Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from megasim.model.base import ModelClient
+from megasim.runtime.base import ProgressFn, ShardStepResult
+from megasim.runtime.shard import AgentShard
+from megasim.store.run_dir import RunDirectory
+
+if TYPE_CHECKING:
+    from megasim.config import SimulationConfig
+    from megasim.scenarios.base import Scenario
+
+
+def shard_slices(rows: int, shards: int) -> list[tuple[int, int]]:
+    """Contiguous (offset, length) slices, sizes differing by at most one."""
+    base, extra = divmod(rows, shards)
+    slices, offset = [], 0
+    for index in range(shards):
+        length = base + (1 if index < extra else 0)
+        slices.append((offset, length))
+        offset += length
+    return slices
+
+
+class LocalRuntime:
+    """Runs ``shards`` AgentShards concurrently on this event loop, sharing model clients."""
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        scenario: Scenario,
+        population: pa.Table,
+        models: Mapping[str, ModelClient],
+        run_dir: RunDirectory,
+    ) -> None:
+        self.config = config
+        self.scenario = scenario
+        self.population = population
+        self.models = dict(models)
+        self.run_dir = run_dir
+        self.shards: list[AgentShard] = []
+
+    async def start(self) -> None:
+        shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
+        for index, (offset, length) in enumerate(shard_slices(self.population.num_rows, shards)):
+            part = self.population.slice(offset, length)
+            agents = self.scenario.build_agents(self.config, part, self.models)
+            env = self.scenario.build_env(self.config, self.population)
+            self.shards.append(AgentShard(index, agents, env, self.run_dir))
+
+    async def step(
+        self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
+    ) -> list[ShardStepResult]:
+        return list(
+            await asyncio.gather(*(s.step(step, env_snapshot, progress) for s in self.shards))
+        )
+
+    async def close(self) -> None:
+        self.shards.clear()

@@ -1,0 +1,13 @@
+"""Built-in scenarios, by name."""
+
+from __future__ import annotations
+
+from megasim.scenarios.base import Scenario
+
+
+def get_scenario(name: str) -> Scenario:
+    if name == "guess_two_thirds":
+        from megasim.scenarios.guess_two_thirds import GuessTwoThirds
+
+        return GuessTwoThirds()
+    raise KeyError(f"unknown scenario {name!r}")

@@ -1,0 +1,160 @@
+"""The paper's game: N agents guess a number; the winner is closest to ratio x mean + offset.
+
+The scenario is plain async code over a Simulation handle; running it on one
+process or a cluster is a runtime setting, not a change here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from megasim.agent import Agent, Decision, PersonaTable
+from megasim.env.guess_game import GuessGame, GuessObservation
+from megasim.model.base import ChatRequest, ModelClient
+from megasim.model.parsing import parse_guess
+from megasim.scenarios.guess_prompts import (
+    DEFAULT_MAX_TOKENS,
+    VARIANTS,
+    Prompt,
+    build_prompt,
+    describe_background,
+)
+from megasim.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from megasim.config import SimulationConfig
+    from megasim.simulation import Simulation
+
+
+class PromptBook:
+    """Shared by a shard's agents: caches prompts so a million agents build a handful."""
+
+    def __init__(self, seed: int, max_tokens: Mapping[str, int]) -> None:
+        self.seed = seed
+        self.max_tokens = {**DEFAULT_MAX_TOKENS, **max_tokens}
+        self._cache: dict[tuple[str, GuessObservation], Prompt] = {}
+
+    def prompt(self, agent: GuessAgent, obs: GuessObservation) -> Prompt:
+        if agent.variant == "P5":  # personal: built per agent, not cached
+            background = describe_background(agent.persona)
+            return build_prompt("P5", obs, self.max_tokens["P5"], background)
+        key = (agent.variant, obs)
+        prompt = self._cache.get(key)
+        if prompt is None:
+            prompt = build_prompt(agent.variant, obs, self.max_tokens[agent.variant])
+            self._cache[key] = prompt
+        return prompt
+
+
+class GuessAgent(Agent):
+    """One player: one model call per round, answer parsed and range-checked."""
+
+    __slots__ = ("book",)
+
+    def __init__(self, *args: Any, book: PromptBook, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.book = book
+
+    async def act(self, observation: GuessObservation) -> Decision:
+        prompt = self.book.prompt(self, observation)
+        meta: dict[str, Any] = {
+            "agent_id": self.id,
+            "step": observation.round,
+            "variant": self.variant,
+            "previous_winner": observation.previous_winner,
+            "ratio": observation.ratio,
+            "offset": observation.offset,
+            "low": observation.low,
+            "high": observation.high,
+            "persona": self.persona,  # read only by stand-in models (surrogate)
+        }
+        request = ChatRequest(
+            messages=prompt.messages,
+            max_tokens=prompt.max_tokens,
+            seed=derive_seed(self.book.seed, self.id, observation.round),
+            json_schema=prompt.schema,
+            meta=meta,
+        )
+        response = await self.model.complete(request)
+        if response.error is not None:
+            return Decision(
+                value=None,
+                valid=False,
+                raw_text=None,
+                prompt_id=prompt.prompt_id,
+                latency_ms=response.latency_s * 1000,
+                error=f"model: {response.error}",
+            )
+        parsed = parse_guess(response.text, observation.low, observation.high)
+        return Decision(
+            value=parsed.value,
+            valid=parsed.valid,
+            raw_text=response.text,
+            prompt_id=prompt.prompt_id,
+            tokens_in=response.tokens_in,
+            tokens_out=response.tokens_out,
+            latency_ms=response.latency_s * 1000,
+            error=None if parsed.valid else f"parse: {parsed.reason}",
+        )
+
+
+class GuessTwoThirds:
+    """Scenario object: how to build the environment and agents, and the round loop."""
+
+    name = "guess_two_thirds"
+    variants = VARIANTS
+
+    def build_env(self, config: SimulationConfig, population: pa.Table) -> GuessGame:
+        groups = np.asarray(population.column("group").to_numpy(), dtype=np.int64)
+        sizes = np.bincount(groups, minlength=int(groups.max()) + 1 if groups.size else 1)
+        return GuessGame(
+            group_sizes=sizes.tolist(),
+            rounds=config.rounds,
+            ratio=config.game.ratio,
+            offset=config.game.offset,
+            low=config.game.low,
+            high=config.game.high,
+        )
+
+    def build_agents(
+        self,
+        config: SimulationConfig,
+        population: pa.Table,
+        models: Mapping[str, ModelClient],
+    ) -> list[Agent]:
+        personas = PersonaTable(population)
+        book = PromptBook(config.seed, config.game.max_tokens)
+        ids = population.column("agent_id").to_pylist()
+        groups = population.column("group").to_pylist()
+        model_names = population.column("model").to_pylist()
+        variants = population.column("prompt_variant").to_pylist()
+        return [
+            GuessAgent(
+                agent_id,
+                row,
+                personas,
+                models[model_name],
+                group=group,
+                variant=variant,
+                book=book,
+            )
+            for row, (agent_id, group, model_name, variant) in enumerate(
+                zip(ids, groups, model_names, variants, strict=True)
+            )
+        ]
+
+    def check_population(self, population: pa.Table) -> list[str]:
+        """Problems with the population for this game (unknown prompt variants)."""
+        found = set(population.column("prompt_variant").unique().to_pylist())
+        unknown = sorted(str(v) for v in found - set(VARIANTS))
+        if unknown:
+            return [f"unknown prompt variants {unknown}; known: {list(VARIANTS)}"]
+        return []
+
+    async def run(self, sim: Simulation) -> None:
+        for _ in range(sim.config.rounds):
+            await sim.step()

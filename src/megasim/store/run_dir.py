@@ -1,0 +1,114 @@
+"""The run directory: everything a run produced, in open formats, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from megasim.store.schema import DECISION_SCHEMA
+
+
+def new_run_id(name: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{os.getpid() % 10000:04d}"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class RunDirectory:
+    """Layout of ``runs/<run-id>/`` (see docs/architecture.md). Safe to share between shards:
+    each shard writes only its own step files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, base: Path, run_id: str) -> RunDirectory:
+        path = base / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        (path / "steps").mkdir()
+        return cls(path)
+
+    # --- files -------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def population_path(self) -> Path:
+        return self.path / "population.parquet"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    def step_dir(self, step: int) -> Path:
+        return self.path / "steps" / f"step={step}"
+
+    def shard_file(self, step: int, shard: int) -> Path:
+        return self.step_dir(step) / f"shard={shard}.parquet"
+
+    # --- writers -----------------------------------------------------------------
+    def write_config(self, config: Mapping[str, Any], versions: Mapping[str, str]) -> None:
+        document = {**config, "versions": dict(versions)}
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        _atomic_write_bytes(self.config_path, text.encode())
+
+    def write_population(self, table: pa.Table) -> None:
+        tmp = self.population_path.with_name(".population.parquet.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.population_path)
+
+    def write_decisions(self, step: int, shard: int, columns: Mapping[str, Any]) -> Path:
+        """Write one shard's decisions of one step; a reader never sees a partial file."""
+        table = pa.Table.from_pydict(dict(columns), schema=DECISION_SCHEMA)
+        target = self.shard_file(step, shard)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+        return target
+
+    def _append_jsonl(self, path: Path, record: Mapping[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        self._append_jsonl(self.metrics_path, record)
+
+    def append_event(self, kind: str, **data: Any) -> None:
+        self._append_jsonl(self.events_path, {"time": time.time(), "event": kind, **data})
+
+    # --- readers -----------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        return dict(loaded)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def read_population(self) -> pa.Table:
+        return pq.read_table(self.population_path)
