@@ -52,6 +52,12 @@ class Persona(Mapping[str, Any]):
             raise KeyError(name)
         return self._table.value(self._row, name)
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """Faster than Mapping.get: no KeyError raised for absent attributes."""
+        if name not in self._table.name_set:
+            return default
+        return self._table.value(self._row, name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._table.name_set
 

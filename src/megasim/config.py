@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from megasim.model.config import BUILTIN_BACKENDS, LocalModelConfig, ModelConfig
 from megasim.population.spec import PopulationSpec
@@ -24,16 +32,18 @@ class GameConfig(BaseModel):
     ratio: float = Field(2 / 3, gt=0)
     offset: float = 0.0
     low: float = 0.0
-    high: float = 100.0
+    high: float = Field(100.0, validate_default=True)  # so that a lone `low: 150` is checked
     max_tokens: dict[str, int] = Field(
         default_factory=dict, description="per prompt variant; unset variants use defaults"
     )
 
-    @model_validator(mode="after")
-    def _bounds(self) -> GameConfig:
-        if self.high <= self.low:
-            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
-        return self
+    @field_validator("high")
+    @classmethod
+    def _bounds(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("low")  # absent when low itself is invalid
+        if low is not None and high <= low:
+            raise ValueError(f"high ({high}) must be greater than low ({low})")
+        return high
 
 
 class RuntimeConfig(BaseModel):
@@ -63,23 +73,53 @@ class SimulationConfig(BaseModel):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     out_dir: str = "runs"
 
+    @field_validator("default_model")
+    @classmethod
+    def _default_model_known(cls, name: str | None, info: ValidationInfo) -> str | None:
+        models = info.data.get("models")  # absent when models itself is invalid
+        if name is not None and models is not None and name not in models:
+            known = ", ".join(sorted(models))
+            raise ValueError(f"default_model {name!r} is not in models ({known})")
+        return name
+
     @model_validator(mode="after")
-    def _default_model_known(self) -> SimulationConfig:
+    def _default_model_set(self) -> SimulationConfig:
         if not self.models:
             raise ValueError("at least one model must be configured")
         if self.default_model is None:
             self.default_model = next(iter(self.models))
-        elif self.default_model not in self.models:
-            known = ", ".join(sorted(self.models))
-            raise ValueError(f"default_model {self.default_model!r} is not in models ({known})")
         return self
 
 
-def format_validation_error(source: str, error: ValidationError) -> str:
+_DISCRIMINATORS = ("backend", "dist")  # union tags pydantic inserts into error locations
+
+
+def _field_path(item: Any, data: object) -> str:
+    """The dotted path as the user wrote it.
+
+    Union tags pydantic inserts (``models.x.local.parallel``) are dropped by walking the
+    input, and an unknown tag points at its key (``models.x.backend``).
+    """
+    parts: list[str] = []
+    cur: object = data
+    for part in item["loc"]:
+        if isinstance(cur, dict):
+            if part not in cur and any(cur.get(key) == part for key in _DISCRIMINATORS):
+                continue  # a union tag, not a key of the input
+            cur = cur.get(part)
+        else:
+            cur = None
+        parts.append(str(part))
+    if item["type"] == "union_tag_invalid":
+        parts.append(str(item.get("ctx", {}).get("discriminator", "")).strip("'"))
+    return ".".join(parts)
+
+
+def format_validation_error(source: str, error: ValidationError, data: object = None) -> str:
     """One line per problem: ``<file>: <dotted.field>: <message>``."""
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        field = _field_path(item, data) or "<top level>"
         lines.append(f"{source}: {field}: {item['msg']}")
     return "\n".join(lines)
 
@@ -139,4 +179,4 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> Simulati
     try:
         return SimulationConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from exc
+        raise ConfigError(format_validation_error(str(path), exc, data)) from exc

@@ -25,6 +25,7 @@ from megasim.report import (
     round_table,
     write_plots,
 )
+from megasim.report.render import breakdown_table, cost_table, guesses_table
 from megasim.store.schema import DECISION_SCHEMA
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -247,3 +248,62 @@ def test_render_single_model_and_empty_round(tmp_path: Path) -> None:
         "round_2_hist.png",
         "convergence.png",
     ]
+
+
+def test_render_report_readable_at_80_columns(tmp_path: Path) -> None:
+    long_model = "meta-llama/Llama-3.1-8B-Instruct"
+    run = make_run(tmp_path / "run", game={"ratio": 0.5, "offset": 1.0}, models=(long_model, "b"))
+    console = Console(record=True, width=80)
+    render_report(run.path, console)
+    text = console.export_text()
+    assert "…" not in text  # nothing truncated by rich
+    for needle in ["Guesses", "Cost", "By model", "By group", "By prompt variant", long_model]:
+        assert needle in text
+    lines = text.splitlines()
+    assert max(len(line) for line in lines[:-1]) <= 80  # last line: the soft-wrapped path
+    r1 = round_table(run.path)[0]
+    row = next(line.split() for line in lines if line.split()[:2] == ["1", str(r1.n)])
+    assert row == [
+        "1",
+        str(r1.n),
+        str(r1.valid),
+        str(r1.invalid),
+        str(r1.errors),
+        f"{r1.mean:.2f}",
+        f"{r1.median:.2f}",
+        f"{r1.std:.2f}",
+        f"{r1.winner:.2f}",
+    ]
+    assert f"{r1.tokens_in:,}" in text
+    assert f"{r1.latency_p50_ms:.2f}" in text
+
+
+def test_tables_fit_80_columns_at_million_agent_scale() -> None:
+    big = RoundStats(
+        step=100,
+        n=1_000_000,
+        valid=999_999,
+        invalid=1_000_000,
+        errors=1_000_000,
+        mean=100.0,
+        median=100.0,
+        std=50.0,
+        min=0.0,
+        max=100.0,
+        q25=25.0,
+        q75=75.0,
+        winner=100.0,
+        tokens_in=123_456_789_012,
+        tokens_out=12_345_678_901,
+        latency_p50_ms=123_456.78,
+    )
+    row = BreakdownRow(100, "group", "12345", 1_000_000, 999_999, 100.0, 100.0, 50.0, 100.0)
+    console = Console(record=True, width=80)
+    for table in (guesses_table([big]), cost_table([big]), breakdown_table("group", [row])):
+        console.print(table)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "  100  1000000   999999  1000000  1000000  100.00  100.00   50.00  100.00" in text
+    assert "123,456,789,012" in text
+    assert "123456.78" in text

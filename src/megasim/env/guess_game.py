@@ -7,6 +7,7 @@ counts and sums, so a million guesses cross process boundaries as a few numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from megasim.agent import Agent
 from megasim.env.base import DecisionBatch, Environment
+from megasim.exact import as_fraction, exact_group_sums
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,44 +91,49 @@ class GuessGame(Environment):
         groups = batch.groups[batch.valid]
         values = batch.values[batch.valid]
         g = self.groups
+        # Sums are exact integers (see megasim.exact) so that the outcome, and the winning
+        # number agents see next round, do not depend on how agents are split into shards.
         return {
             "n": np.bincount(batch.groups, minlength=g).tolist(),
             "valid": np.bincount(groups, minlength=g).tolist(),
-            "sum": np.bincount(groups, weights=values, minlength=g).tolist(),
-            "sumsq": np.bincount(groups, weights=values * values, minlength=g).tolist(),
+            "sum": exact_group_sums(values, groups, g),
+            "sumsq": exact_group_sums(values * values, groups, g),
         }
 
     def combine(self, partials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         g = self.groups
-        totals = {key: np.zeros(g) for key in ("n", "valid", "sum", "sumsq")}
+        totals: dict[str, list[int]] = {key: [0] * g for key in ("n", "valid", "sum", "sumsq")}
         for partial in partials:
             for key, total in totals.items():
-                total += np.asarray(partial[key], dtype=np.float64)
-        ratio, offset = float(self.state["ratio"]), float(self.state["offset"])
-        groups: list[dict[str, Any]] = []
-        for i in range(g):
-            valid = int(totals["valid"][i])
-            mean = float(totals["sum"][i] / valid) if valid else None
-            var = float(totals["sumsq"][i] / valid - mean * mean) if mean is not None else None
-            groups.append(
-                {
-                    "group": i,
-                    "n": int(totals["n"][i]),
-                    "valid": valid,
-                    "mean": mean,
-                    "std": float(np.sqrt(max(var, 0.0))) if var is not None else None,
-                    "winner": ratio * mean + offset if mean is not None else None,
-                }
-            )
-        valid_all = int(totals["valid"].sum())
-        mean_all = float(totals["sum"].sum() / valid_all) if valid_all else None
+                for i, value in enumerate(partial[key]):
+                    total[i] += int(value)
+        groups = [{"group": i, "n": totals["n"][i], **self._stats(totals, [i])} for i in range(g)]
+        n_all = sum(totals["n"])
+        pooled = self._stats(totals, list(range(g)))
         return {
-            "n": int(totals["n"].sum()),
-            "valid": valid_all,
-            "invalid": int(totals["n"].sum()) - valid_all,
-            "mean": mean_all,
-            "winner": ratio * mean_all + offset if mean_all is not None else None,
+            "n": n_all,
+            "valid": pooled["valid"],
+            "invalid": n_all - pooled["valid"],
+            "mean": pooled["mean"],
+            "std": pooled["std"],
+            "winner": pooled["winner"],
             "groups": groups,
+        }
+
+    def _stats(self, totals: Mapping[str, list[int]], members: list[int]) -> dict[str, Any]:
+        """Mean, std and winning number over ``members`` groups, rounded once from exact sums."""
+        valid = sum(totals["valid"][i] for i in members)
+        if valid == 0:
+            return {"valid": 0, "mean": None, "std": None, "winner": None}
+        mean = as_fraction(sum(totals["sum"][i] for i in members)) / valid
+        mean_sq = as_fraction(sum(totals["sumsq"][i] for i in members)) / valid
+        mean_f = float(mean)
+        ratio, offset = float(self.state["ratio"]), float(self.state["offset"])
+        return {
+            "valid": valid,
+            "mean": mean_f,
+            "std": math.sqrt(max(float(mean_sq - mean * mean), 0.0)),
+            "winner": ratio * mean_f + offset,
         }
 
     async def apply(self, step: int, outcome: Mapping[str, Any]) -> None:

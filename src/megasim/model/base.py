@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -14,14 +15,15 @@ class ChatMessage:
     content: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatRequest:
-    """A single model call.
+    """A single model call (mutable and unhashed: a million are built per round).
 
     ``seed`` makes sampling reproducible per agent and step; ``json_schema``
     asks backends that support it for structured output, so one call per
-    decision suffices. ``meta`` carries non-prompt context (agent id,
-    persona attributes, prompt variant) that only stand-in models may read.
+    decision suffices. ``agent_id``, ``persona`` and ``meta`` (scenario
+    context such as the prompt variant, shared between requests) are never
+    sent to a real model: only stand-in models, logs and caches read them.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -29,7 +31,9 @@ class ChatRequest:
     temperature: float | None = None  # None: the model's configured temperature
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    agent_id: int | None = None
+    persona: Mapping[str, Any] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,18 +30,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from text_to_num import alpha2digit
 
 __all__ = ["ParsedAnswer", "parse_guess"]
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedAnswer:
-    """Outcome of parsing one answer: ``value`` is None and ``reason`` set when invalid."""
+class ParsedAnswer(NamedTuple):
+    """Outcome of parsing one answer: ``value`` is None and ``reason`` set when invalid.
+
+    A NamedTuple because it is created up to a million times per round."""
 
     value: float | None
     valid: bool
@@ -236,8 +236,20 @@ def _from_json(s: str, field: str, low: float, high: float) -> ParsedAnswer | No
     return _from_value(m.group(2).strip().strip("\"'"), m.group(1), low, high)
 
 
+@lru_cache(maxsize=16)
+def _flat_json_re(field: str) -> re.Pattern[str]:
+    """``{"<field>": <number>}``, optionally after a ``[label]`` such as ``[surrogate]``:
+    the shape structured output usually takes, matched without the JSON decoder."""
+    return re.compile(
+        rf'\s*(?:\[[\w-]+\]\s*)?\{{\s*"{re.escape(field)}"\s*:\s*([+-]?{_UNUM})\s*\}}\s*'
+    )
+
+
 def _parse(text: str, low: float, high: float, field: str) -> ParsedAnswer:
     m = _PLAIN_RE.fullmatch(text)
+    if m is not None:
+        return _check(_num(m.group(1)), low, high)
+    m = _flat_json_re(field).fullmatch(text)
     if m is not None:
         return _check(_num(m.group(1)), low, high)
     s = text if len(text) <= _MAX_CHARS else f"{text[:_HALF]}\n{text[-_HALF:]}"

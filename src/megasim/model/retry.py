@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from megasim.model.base import ChatRequest, ChatResponse, ModelClient, ModelError
@@ -25,7 +28,17 @@ class RetryingModel:
         self.name = inner.name
         self.immediate = inner.immediate
         self.retries = retries
-        self._wait = wait_exponential_jitter(initial=initial_s, max=max_s)
+        self._initial_s = initial_s
+        self._max_s = max_s
+
+    def _backoff(self, retry: int) -> float:
+        """Seconds before retry ``retry`` (1-based): ``initial_s * 2**(retry-1)`` plus up to
+        1 s of jitter, capped at ``max_s`` (tenacity's wait_exponential_jitter formula)."""
+        return min(self._initial_s * 2.0 ** (retry - 1) + random.uniform(0, 1), self._max_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        # tenacity's attempt 1 is our retry 2: the first retry waits before entering tenacity
+        return self._backoff(state.attempt_number + 1)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         try:
@@ -33,6 +46,7 @@ class RetryingModel:
         except ModelError as first:
             if self.retries == 0:
                 return self._failed(first, attempts=1)
+        await asyncio.sleep(self._backoff(1))  # the first retry backs off too
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.retries),

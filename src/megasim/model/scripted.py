@@ -34,7 +34,7 @@ class ScriptedModel:
         if self._responder is not None:
             text = self._responder(request)
         else:
-            key = int(request.meta.get("agent_id", 0)) + int(request.meta.get("step", 0))
+            key = (request.agent_id or 0) + int(request.meta.get("step", 0))
             text = self._responses[key % len(self._responses)]
         return ChatResponse(text=text, model=self.name, tokens_out=len(text.split()))
 

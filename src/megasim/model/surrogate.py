@@ -2,8 +2,9 @@
 
 It imitates level-k reasoning so that prompt variants and personas change the
 answers: the deeper the variant's reasoning (P1 < P2 < P3 < P4), the more
-iterations of ``ratio * x`` from the anchor (50, or last round's winning number).
-Its output is prefixed ``[surrogate]`` and must never be reported as LLM behaviour.
+iterations of ``ratio * x + offset`` from the anchor (the middle of the range, or
+last round's winning number). Its output is prefixed ``[surrogate]`` and must
+never be reported as LLM behaviour.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 
 from megasim.model.base import ChatRequest, ChatResponse
-from megasim.seeding import unit_float
+from megasim.seeding import mix64
 
-_VARIANT_DEPTH = {"P1": 0.6, "P2": 1.2, "P3": 2.0, "P4": 2.5, "P5": 1.0}
-_EDUCATION_DEPTH = {"phd": 1.0, "master": 0.6, "bachelor": 0.3, "elementary school": -0.3}
+VARIANT_DEPTH = {"P1": 0.6, "P2": 1.2, "P3": 2.0, "P4": 2.5, "P5": 1.0}
+EDUCATION_DEPTH = {"phd": 1.0, "master": 0.6, "bachelor": 0.3, "elementary school": -0.3}
 LABEL = "[surrogate]"
+_TO_UNIT = 1.0 / (1 << 32)
 
 
 class SurrogateModel:
@@ -27,26 +29,29 @@ class SurrogateModel:
         self.immediate = latency_s <= 0
 
     def answer(self, request: ChatRequest) -> float:
-        """The guess this request gets; pure function of the request's seed and meta."""
+        """The guess this request gets; a pure function of the request's seed and meta."""
         meta = request.meta
-        seed = request.seed or 0
-        depth = _VARIANT_DEPTH.get(str(meta.get("variant", "P1")), 1.0)
-        persona = meta.get("persona")
-        education = persona.get("education") if persona is not None else None
-        if isinstance(education, str):
-            depth += _EDUCATION_DEPTH.get(education.lower(), 0.0)
-        depth = max(0.0, depth + 2.0 * (unit_float(seed, 1) - 0.5))
-        low = float(meta.get("low", 0.0))
-        high = float(meta.get("high", 100.0))
+        bits = mix64(request.seed or 0)
+        u_depth = (bits & 0xFFFFFFFF) * _TO_UNIT
+        u_noise = (bits >> 32) * _TO_UNIT
+        depth = VARIANT_DEPTH.get(meta.get("variant", "P1"), 1.0)
+        persona = request.persona
+        if persona is not None:
+            education = persona.get("education")
+            if isinstance(education, str):
+                depth += EDUCATION_DEPTH.get(education.lower(), 0.0)
+        depth = max(0.0, depth + 2.0 * u_depth - 1.0)
+        low = meta.get("low", 0.0)
+        high = meta.get("high", 100.0)
         previous = meta.get("previous_winner")
-        anchor = float(previous) if previous is not None else (low + high) / 2
-        ratio = float(meta.get("ratio", 2 / 3))
-        offset = float(meta.get("offset", 0.0))
-        guess = anchor
-        for _ in range(int(depth)):
+        guess = previous if previous is not None else (low + high) / 2
+        ratio = meta.get("ratio", 2 / 3)
+        offset = meta.get("offset", 0.0)
+        whole = int(depth)
+        for _ in range(whole):
             guess = ratio * guess + offset
-        guess += (depth - int(depth)) * (ratio * guess + offset - guess)
-        guess *= 1.0 + 0.3 * (unit_float(seed, 2) - 0.5)  # individual noise
+        guess += (depth - whole) * (ratio * guess + offset - guess)
+        guess *= 0.85 + 0.3 * u_noise  # individual noise, +-15%
         return round(min(high, max(low, guess)), 1)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

@@ -6,7 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from megasim.report.plots import write_plots
@@ -21,19 +23,51 @@ from megasim.report.summary import (
 )
 
 _TITLES = {"model": "By model", "group": "By group", "prompt_variant": "By prompt variant"}
+_KEY_HEADERS = {"model": "Model", "group": "Group", "prompt_variant": "Variant"}
+
+# Widest cell a numeric column must show without truncation: 7-digit counts (a
+# million-agent round) and values such as "100.00".
+_COUNT_WIDTH = 7
+_VALUE_WIDTH = 6
 
 
 def _f(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def rounds_table(rounds: Sequence[RoundStats], title: str = "Rounds") -> Table:
-    """The pooled per-round table (winner over all groups together)."""
-    table = Table(title=title)
-    headers = ["Round", "N", "Valid", "Invalid", "Errors", "Mean", "Median", "Std", "Min", "Max"]
-    headers += ["Winner", "Tokens in", "Tokens out", "p50 ms"]
-    for h in headers:
-        table.add_column(h, justify="right")
+def _table(title: str, caption: str | None = None) -> Table:
+    """A compact table: header rule only, no outer edge, two spaces between columns.
+
+    Nine numeric columns of 7-digit counts and "100.00" values then fit in 80 chars.
+    """
+    return Table(
+        title=title,
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        title_justify="left",
+        caption_justify="left",
+    )
+
+
+def _num(table: Table, header: str, width: int) -> None:
+    """Right-aligned numeric column that never wraps and reserves room for its numbers."""
+    table.add_column(header, justify="right", no_wrap=True, min_width=width)
+
+
+def guesses_table(rounds: Sequence[RoundStats], title: str = "Guesses") -> Table:
+    """Per-round guess statistics pooled over every group (winner over all groups together).
+
+    Min, max and quartiles do not fit an 80-column terminal; they are in summary.json.
+    """
+    table = _table(title, caption="min, max, q25, q75: see summary.json")
+    _num(table, "Round", 3)
+    for h in ("N", "Valid", "Invalid", "Errors"):
+        _num(table, h, _COUNT_WIDTH if h in ("N", "Valid") else 3)
+    for h in ("Mean", "Median", "Std", "Winner"):
+        _num(table, h, _VALUE_WIDTH)
     for r in rounds:
         table.add_row(
             str(r.step),
@@ -44,26 +78,49 @@ def rounds_table(rounds: Sequence[RoundStats], title: str = "Rounds") -> Table:
             _f(r.mean),
             _f(r.median),
             _f(r.std),
-            _f(r.min),
-            _f(r.max),
             _f(r.winner),
-            str(r.tokens_in),
-            str(r.tokens_out),
-            _f(r.latency_p50_ms, 0),
         )
     return table
 
 
+def cost_table(rounds: Sequence[RoundStats], title: str = "Cost") -> Table:
+    """Per-round token totals and median model latency."""
+    table = _table(title)
+    _num(table, "Round", 3)
+    _num(table, "Tokens in", 11)
+    _num(table, "Tokens out", 11)
+    _num(table, "p50 latency ms", 9)
+    for r in rounds:
+        table.add_row(str(r.step), f"{r.tokens_in:,}", f"{r.tokens_out:,}", _f(r.latency_p50_ms))
+    return table
+
+
+def rounds_table(rounds: Sequence[RoundStats], title: str = "Guesses") -> Table:
+    """Backwards-compatible name of :func:`guesses_table`."""
+    return guesses_table(rounds, title=title)
+
+
 def breakdown_table(by: str, rows: Sequence[BreakdownRow]) -> Table:
-    """Per-round, per-key table; the Winner column appears only for groups (own games)."""
-    table = Table(title=_TITLES.get(by, f"By {by}"))
-    table.add_column("Round", justify="right")
-    table.add_column(by.replace("_", " ").capitalize(), justify="left")
-    for h in ["N", "Valid", "Mean", "Median", "Std"]:
-        table.add_column(h, justify="right")
+    """Per-round, per-key table; the Winner column appears only for groups (own games).
+
+    The key column folds long names (e.g. ``org/model-name``) instead of truncating them.
+    """
+    table = _table(_TITLES.get(by, f"By {by}"))
+    _num(table, "Round", 3)
+    table.add_column(
+        _KEY_HEADERS.get(by, by.replace("_", " ").capitalize()),
+        justify="left",
+        overflow="fold",
+        min_width=8,
+    )
+    # Counts sized by content here, leaving the key column room for long model names.
+    _num(table, "N", 5)
+    _num(table, "Valid", 5)
+    for h in ("Mean", "Median", "Std"):
+        _num(table, h, _VALUE_WIDTH)
     with_winner = by == "group"
     if with_winner:
-        table.add_column("Winner", justify="right")
+        _num(table, "Winner", _VALUE_WIDTH)
     for r in rows:
         cells = [str(r.step), r.key, str(r.n), str(r.valid), _f(r.mean), _f(r.median), _f(r.std)]
         table.add_row(*cells, *([_f(r.winner)] if with_winner else []))
@@ -84,12 +141,11 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
     breakdowns: dict[str, list[BreakdownRow]] = {k: breakdown(run_dir, k) for k in BREAKDOWN_KEYS}
 
     console.print(
-        rounds_table(
-            rounds,
-            title=f"Rounds of {run_dir.name} "
-            f"(winning = {game.ratio:.4g} × mean + {game.offset:g}, all groups pooled)",
-        )
+        f"[bold]Rounds of {escape(run_dir.name)}[/bold]: winning number = "
+        f"{game.ratio:.4g} × mean + {game.offset:g}, all groups pooled"
     )
+    console.print(guesses_table(rounds))
+    console.print(cost_table(rounds))
     for by, rows in breakdowns.items():
         if len({r.key for r in rows}) > 1:
             console.print(breakdown_table(by, rows))
@@ -99,5 +155,9 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
     payload = summary_payload(run_dir, rounds, breakdowns)
     summary.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     paths.append(summary)
-    console.print(f"Plots ({len(paths) - 1} PNG) and summary.json written to [bold]{out}[/bold]")
+    # soft_wrap: a long path is left whole for the terminal to wrap (copy-pasteable).
+    console.print(
+        f"Plots ({len(paths) - 1} PNG) and summary.json written to [bold]{escape(str(out))}[/bold]",
+        soft_wrap=True,
+    )
     return paths

@@ -23,7 +23,7 @@ from megasim.scenarios.guess_prompts import (
     build_prompt,
     describe_background,
 )
-from megasim.seeding import derive_seed
+from megasim.seeding import derive_seed, mix64
 
 if TYPE_CHECKING:
     from megasim.config import SimulationConfig
@@ -36,18 +36,37 @@ class PromptBook:
     def __init__(self, seed: int, max_tokens: Mapping[str, int]) -> None:
         self.seed = seed
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **max_tokens}
-        self._cache: dict[tuple[str, GuessObservation], Prompt] = {}
+        # keyed by observation identity: observations are per-group objects built once a step
+        self._cache: dict[tuple[str, int], tuple[GuessObservation, Prompt, dict[str, Any]]] = {}
+        self._round_seeds: dict[int, int] = {}
 
-    def prompt(self, agent: GuessAgent, obs: GuessObservation) -> Prompt:
-        if agent.variant == "P5":  # personal: built per agent, not cached
-            background = describe_background(agent.persona)
-            return build_prompt("P5", obs, self.max_tokens["P5"], background)
-        key = (agent.variant, obs)
-        prompt = self._cache.get(key)
-        if prompt is None:
+    def request_seed(self, agent_id: int, round_no: int) -> int:
+        """Seed of one agent's call in one round: depends on (run seed, round, agent) only."""
+        base = self._round_seeds.get(round_no)
+        if base is None:
+            base = self._round_seeds[round_no] = derive_seed(self.seed, round_no)
+        return mix64(base ^ agent_id) >> 1
+
+    def prompt(self, agent: GuessAgent, obs: GuessObservation) -> tuple[Prompt, dict[str, Any]]:
+        """The agent's prompt and the request context shared by all who get that prompt."""
+        key = (agent.variant, id(obs))
+        entry = self._cache.get(key)
+        if entry is None or entry[0] is not obs:
+            meta = {
+                "step": obs.round,
+                "variant": agent.variant,
+                "previous_winner": obs.previous_winner,
+                "ratio": obs.ratio,
+                "offset": obs.offset,
+                "low": obs.low,
+                "high": obs.high,
+            }
             prompt = build_prompt(agent.variant, obs, self.max_tokens[agent.variant])
-            self._cache[key] = prompt
-        return prompt
+            entry = self._cache[key] = (obs, prompt, meta)
+        if agent.variant == "P5":  # personal: the background is part of the prompt
+            background = describe_background(agent.persona)
+            return build_prompt("P5", obs, self.max_tokens["P5"], background), entry[2]
+        return entry[1], entry[2]
 
 
 class GuessAgent(Agent):
@@ -55,29 +74,30 @@ class GuessAgent(Agent):
 
     __slots__ = ("book",)
 
-    def __init__(self, *args: Any, book: PromptBook, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        agent_id: int,
+        row: int,
+        personas: PersonaTable,
+        model: ModelClient,
+        group: int,
+        variant: str,
+        book: PromptBook,
+    ) -> None:
+        Agent.__init__(self, agent_id, row, personas, model, group, variant)
         self.book = book
 
     async def act(self, observation: GuessObservation) -> Decision:
-        prompt = self.book.prompt(self, observation)
-        meta: dict[str, Any] = {
-            "agent_id": self.id,
-            "step": observation.round,
-            "variant": self.variant,
-            "previous_winner": observation.previous_winner,
-            "ratio": observation.ratio,
-            "offset": observation.offset,
-            "low": observation.low,
-            "high": observation.high,
-            "persona": self.persona,  # read only by stand-in models (surrogate)
-        }
+        prompt, context = self.book.prompt(self, observation)
         request = ChatRequest(
-            messages=prompt.messages,
-            max_tokens=prompt.max_tokens,
-            seed=derive_seed(self.book.seed, self.id, observation.round),
-            json_schema=prompt.schema,
-            meta=meta,
+            prompt.messages,
+            prompt.max_tokens,
+            None,
+            self.book.request_seed(self.id, observation.round),
+            prompt.schema,
+            self.id,
+            self.persona,
+            context,
         )
         response = await self.model.complete(request)
         if response.error is not None:
@@ -91,14 +111,14 @@ class GuessAgent(Agent):
             )
         parsed = parse_guess(response.text, observation.low, observation.high)
         return Decision(
-            value=parsed.value,
-            valid=parsed.valid,
-            raw_text=response.text,
-            prompt_id=prompt.prompt_id,
-            tokens_in=response.tokens_in,
-            tokens_out=response.tokens_out,
-            latency_ms=response.latency_s * 1000,
-            error=None if parsed.valid else f"parse: {parsed.reason}",
+            parsed.value,
+            parsed.valid,
+            response.text,
+            prompt.prompt_id,
+            response.tokens_in,
+            response.tokens_out,
+            response.latency_s * 1000,
+            None if parsed.valid else f"parse: {parsed.reason}",
         )
 
 
@@ -133,15 +153,7 @@ class GuessTwoThirds:
         model_names = population.column("model").to_pylist()
         variants = population.column("prompt_variant").to_pylist()
         return [
-            GuessAgent(
-                agent_id,
-                row,
-                personas,
-                models[model_name],
-                group=group,
-                variant=variant,
-                book=book,
-            )
+            GuessAgent(agent_id, row, personas, models[model_name], group, variant, book)
             for row, (agent_id, group, model_name, variant) in enumerate(
                 zip(ids, groups, model_names, variants, strict=True)
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import yaml
 
@@ -109,6 +110,16 @@ class RunDirectory:
             return []
         lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
+
+    def read_decisions(self, step: int | None = None) -> pa.Table:
+        """All decisions (or one step's). The files carry their own ``step`` and ``shard``
+        columns, so hive partitioning is off (pyarrow would clash with the folder names)."""
+        pattern = f"step={step}/*.parquet" if step is not None else "step=*/*.parquet"
+        files = sorted(str(p) for p in (self.path / "steps").glob(pattern))
+        if not files:
+            return DECISION_SCHEMA.empty_table()
+        dataset = ds.dataset(files, schema=DECISION_SCHEMA, format="parquet", partitioning=None)
+        return dataset.to_table()
 
     def read_population(self) -> pa.Table:
         return pq.read_table(self.population_path)
