@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from megasim.model import local
-from megasim.model.base import ChatMessage, ChatRequest, ModelClient, ModelError, ModelSetupError
+from megasim.model.base import ChatMessage, ChatRequest, ModelClient, ModelSetupError
 from megasim.model.local import (
     BUNDLED_FILE,
     INSTALL_HINT,
@@ -204,9 +204,22 @@ async def test_max_tokens_limits_the_answer(model: LocalModel) -> None:
 
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
-async def test_prompt_over_the_context_is_a_model_error(model: LocalModel) -> None:
+async def test_prompt_over_the_context_is_rejected_not_retried(model: LocalModel) -> None:
+    """A prompt that can never fit is an error response (recorded once), not a ModelError."""
     request = ChatRequest(messages=(ChatMessage("user", "hello world " * 1500),), max_tokens=4)
-    with pytest.raises(ModelError, match="context"):
-        await model.complete(request)
+    response = await model.complete(request)
+    assert response.error is not None
+    assert response.error.startswith("HTTP 400")
+    assert "context" in response.error
     # the model still answers afterwards
     assert (await model.complete(_guess_request(9))).ok
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_malformed_schema_is_rejected_not_raised(model: LocalModel) -> None:
+    request = _guess_request(3)
+    request.json_schema = {"type": "no-such-type"}
+    response = await model.complete(request)
+    assert response.error is not None
+    assert response.error.startswith("request rejected")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from hypothesis import given
@@ -21,7 +22,7 @@ def test_shard_slices_cover_rows_evenly(rows: int, shards: int) -> None:
     assert offsets == sorted(offsets)
     lengths = [length for _, length in slices]
     assert max(lengths) - min(lengths) <= 1
-    for (offset, length), (next_offset, _) in zip(slices, slices[1:], strict=False):
+    for (offset, length), (next_offset, _) in itertools.pairwise(slices):
         assert offset + length == next_offset
 
 

@@ -113,12 +113,20 @@ class LocalModel:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         body = chat_body(request, self.structured, self.temperature, self.max_tokens_cap)
         started = time.perf_counter()
-        async with self._slots:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._pool, self._call, body)
+        try:
+            async with self._slots:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._pool, self._call, body)
+        except ValueError as exc:  # xllamacpp rejects a malformed request (e.g. bad schema)
+            return self._rejected(f"request rejected: {exc}", started)
         latency = time.perf_counter() - started
-        if "error" in result or not result.get("choices"):
-            raise ModelError(f"llama.cpp error: {result.get('error', result)}")
+        error = result.get("error")
+        if error is not None or not result.get("choices"):
+            code = error.get("code", 500) if isinstance(error, dict) else 500
+            if isinstance(error, dict) and isinstance(code, int) and 400 <= code < 500:
+                # e.g. the prompt exceeds the context: retrying cannot help
+                return self._rejected(f"HTTP {code}: {error.get('message', error)}", started)
+            raise ModelError(f"llama.cpp error: {error or result}")
         usage = result.get("usage", {})
         return ChatResponse(
             text=str(result["choices"][0]["message"].get("content") or ""),
@@ -127,6 +135,11 @@ class LocalModel:
             tokens_out=int(usage.get("completion_tokens", 0)),
             latency_s=latency,
         )
+
+    def _rejected(self, reason: str, started: float) -> ChatResponse:
+        """A request the model will never accept: recorded once, not retried."""
+        latency = time.perf_counter() - started
+        return ChatResponse(text="", model=self.name, latency_s=latency, error=reason)
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=True)

@@ -52,7 +52,7 @@ class SurrogateModel:
             guess = ratio * guess + offset
         guess += (depth - whole) * (ratio * guess + offset - guess)
         guess *= 0.85 + 0.3 * u_noise  # individual noise, +-15%
-        return round(min(high, max(low, guess)), 1)
+        return round(float(min(high, max(low, guess))), 1)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         if self.latency_s > 0:

@@ -1,0 +1,90 @@
+"""GuessAgent and the scenario: one call per decision, failures recorded, prompts cached."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from megasim.agent import PersonaTable
+from megasim.env.guess_game import GuessGame
+from megasim.model.base import ChatRequest, ChatResponse
+from megasim.model.scripted import ScriptedModel
+from megasim.scenarios.guess_two_thirds import GuessAgent, PromptBook
+
+
+class FailingModel:
+    name = "failing"
+    immediate = True
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return ChatResponse(text="", model=self.name, error="failed after 4 attempts: 503")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make_agents(model: object, variants: list[str]) -> list[GuessAgent]:
+    table = pa.table(
+        {
+            "agent_id": list(range(len(variants))),
+            "group": [0] * len(variants),
+            "background": [f"person {i}" for i in range(len(variants))],
+        }
+    )
+    personas = PersonaTable(table)
+    book = PromptBook(seed=1, max_tokens={"P1": 7})
+    return [
+        GuessAgent(i, i, personas, model, 0, v, book)  # type: ignore[arg-type]
+        for i, v in enumerate(variants)
+    ]
+
+
+async def test_agent_parses_and_records() -> None:
+    seen: list[ChatRequest] = []
+
+    def responder(request: ChatRequest) -> str:
+        seen.append(request)
+        return '{"reasoning": "x", "guess": 22}' if request.agent_id else "I pick 250"
+
+    game = GuessGame([2], rounds=2)
+    agents = make_agents(ScriptedModel(responder=responder), ["P1", "P2"])
+    bad = await agents[0].act(game.observe(agents[0]))
+    good = await agents[1].act(game.observe(agents[1]))
+    assert (good.value, good.valid, good.error) == (22.0, True, None)
+    assert good.raw_text == '{"reasoning": "x", "guess": 22}'
+    assert bad.valid is False
+    assert bad.value is None
+    assert bad.error is not None
+    assert "out of range" in bad.error
+    assert seen[0].max_tokens == 7  # config override for P1
+    assert seen[1].max_tokens > 7
+    assert seen[0].seed != seen[1].seed  # each agent samples independently
+
+
+async def test_model_failure_is_recorded_not_raised() -> None:
+    game = GuessGame([1], rounds=1)
+    (agent,) = make_agents(FailingModel(), ["P1"])
+    decision = await agent.act(game.observe(agent))
+    assert decision.valid is False
+    assert decision.raw_text is None
+    assert decision.error == "model: failed after 4 attempts: 503"
+
+
+async def test_prompts_shared_except_p5() -> None:
+    requests: list[ChatRequest] = []
+    model = ScriptedModel(responder=lambda r: requests.append(r) or "1")  # type: ignore[func-returns-value]
+    game = GuessGame([4], rounds=1)
+    agents = make_agents(model, ["P1", "P1", "P5", "P5"])
+    for agent in agents:
+        await agent.act(game.observe(agent))
+    assert requests[0].messages is requests[1].messages  # cached, not rebuilt
+    assert requests[2].messages != requests[3].messages  # personal backgrounds
+    assert "person 2" in requests[2].messages[0].content
+    assert requests[0].meta is requests[1].meta
+
+
+async def test_request_seeds_depend_on_agent_and_round_only() -> None:
+    book = PromptBook(seed=5, max_tokens={})
+    assert book.request_seed(3, 1) == PromptBook(seed=5, max_tokens={}).request_seed(3, 1)
+    assert book.request_seed(3, 1) != book.request_seed(3, 2)
+    assert book.request_seed(3, 1) != book.request_seed(4, 1)
+    assert book.request_seed(3, 1) != PromptBook(seed=6, max_tokens={}).request_seed(3, 1)
