@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,19 +83,35 @@ async def one_run(agents: int, shards: int) -> dict[str, float]:
     }
 
 
+def child(agents: int, shards: int) -> None:
+    """One measured run in this (fresh) process, printed as JSON for the parent."""
+    result = asyncio.run(one_run(agents, shards))
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--agents", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    runs = [asyncio.run(one_run(args.agents, args.shards)) for _ in range(args.repeat)]
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"agents={args.agents:,} shards={args.shards} repeat={args.repeat}")
+    if args.child:
+        child(args.agents, args.shards)
+        return
+    # each repeat in a fresh process, so memory figures are not skewed by earlier runs
+    command = [sys.executable, __file__, "--child", f"--agents={args.agents}"]
+    runs = []
+    for _ in range(args.repeat):
+        output = subprocess.run(
+            [*command, f"--shards={args.shards}"], check=True, capture_output=True, text=True
+        ).stdout
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+    print(f"agents={args.agents:,} shards={args.shards} repeat={args.repeat} (fresh process each)")
     for key in runs[0]:
-        values = [r[key] for r in runs]
+        values = [round(r[key], 2) for r in runs]
         print(f"  {key:16s} median {statistics.median(values):10.2f}   runs {values}")
-    print(f"  peak RSS        {peak_mib:10.0f} MiB")
 
 
 if __name__ == "__main__":

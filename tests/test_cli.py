@@ -162,3 +162,33 @@ def test_real_bundled_model_one_round(write_config: Callable[..., Path]) -> None
     assert all(int(r["tokens_out"]) > 0 and int(r["tokens_in"]) > 0 for r in rows)  # type: ignore[call-overload]
     assert all(r["error"] is None or str(r["error"]).startswith("parse:") for r in rows)
     assert any(r["valid"] for r in rows), [r["raw_text"] for r in rows]
+
+
+def test_population_sample_then_run_from_file(tmp_path: Path) -> None:
+    spec = Path(__file__).parents[1] / "examples" / "populations" / "occupation.yaml"
+    pop = tmp_path / "pop.parquet"
+    code, output = run_cli("population", "sample", str(spec), "-o", str(pop), "--check")
+    assert code == 0, output
+    assert "sampled 1,200 agents" in output
+    assert "occupation" in output
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "population_file: pop.parquet\n"
+        "models: {s: {backend: surrogate}}\n"
+        f"out_dir: {tmp_path / 'runs'}\nrounds: 1\n"
+    )
+    code, output = run_cli("run", str(cfg), "--run-id", "p", "--quiet")
+    assert code == 0, output
+    population = RunDirectory(tmp_path / "runs" / "p").read_population()
+    assert population.num_rows == 1200
+    assert "occupation" in population.column_names
+    assert set(population.column("model").to_pylist()) == {"s"}
+
+
+def test_population_sample_bad_spec_exits_2(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("size: 10\nattributes:\n  x: {dist: categorical, weights: {a: 0.5, b: 0.2}}\n")
+    code, output = run_cli("population", "sample", str(spec), "-o", str(tmp_path / "p.parquet"))
+    assert code == 2
+    assert "attributes.x" in output
+    assert "bad.yaml" in output

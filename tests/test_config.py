@@ -103,7 +103,8 @@ def test_model_override_surrogate(write_yaml: Callable[..., Path]) -> None:
     assert isinstance(config.models["surrogate"], SurrogateModelConfig)
     assert "smollm2" in config.models  # configured models stay available
     assert config.default_model == "surrogate"
-    assert "model" not in config.population.attributes  # every agent uses the forced model
+    assert config.force_model == "surrogate"  # every agent uses the forced model
+    assert config.population is not None
     assert "prompt_variant" in config.population.attributes
 
 
@@ -196,7 +197,7 @@ def test_several_errors_one_line_each(
 
 def test_missing_population(write_yaml: Callable[..., Path]) -> None:
     path = write_yaml({"rounds": 2})
-    with pytest.raises(ConfigError, match="population: Field required") as info:
+    with pytest.raises(ConfigError, match="population: give exactly one of") as info:
         load_config(path)
     assert str(path) in str(info.value)
 
@@ -231,3 +232,18 @@ def test_top_level_not_a_mapping(write_yaml: Callable[..., Path], text: str) -> 
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: expected a mapping at the top level"
+
+
+def test_population_file_relative_to_config(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml({"population_file": "pop.parquet"})
+    config = load_config(path)
+    assert config.population is None
+    assert config.population_file == str(path.parent / "pop.parquet")
+    with pytest.raises(ConfigError, match="--agents"):
+        load_config(path, {"agents": 5})
+
+
+def test_population_and_file_together_is_an_error(write_yaml: Callable[..., Path]) -> None:
+    path = write_yaml({"population": {"size": 3}, "population_file": "pop.parquet"})
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_config(path)

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from megasim.config import ConfigError, load_config
+from megasim.cli_population import population_app
+from megasim.config import ConfigError, SimulationConfig, load_config
 from megasim.model.base import ModelSetupError
 from megasim.simulation import StepOutcome
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+app.add_typer(population_app, name="population")
 
 EXIT_USAGE = 2
 
@@ -70,6 +72,18 @@ def summary_table(steps: list[StepOutcome]) -> Table:
     return table
 
 
+def population_size(cfg: SimulationConfig) -> int:
+    """Agents in the run, known before sampling (for the progress bar); 0 if unknown."""
+    if cfg.population is not None:
+        return cfg.population.size
+    try:
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(str(cfg.population_file)).metadata.num_rows)
+    except (OSError, ValueError):
+        return 0  # the run itself reports the unreadable file
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="YAML run configuration")],
@@ -93,7 +107,7 @@ def run(
         cfg = load_config(config, overrides)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    total = cfg.population.size * cfg.rounds
+    total = population_size(cfg) * cfg.rounds
     progress = Progress(
         TextColumn("[bold]round {task.fields[round]}/" + str(cfg.rounds)),
         BarColumn(),
@@ -126,6 +140,11 @@ def run(
     except KeyboardInterrupt:
         raise fail("interrupted", code=130) from None
     console.print(summary_table(result.steps))
+    used = sorted({name for s in result.steps for name in s.metrics["models"]})
+    for name in used:
+        backend = cfg.models[name].backend
+        note = " (labelled non-LLM stand-in: not LLM behaviour)" if backend == "surrogate" else ""
+        console.print(f"model {name}: backend {backend}{note}", highlight=False)
     console.print(f"run directory: [bold]{result.run_dir.path}[/]")
     console.print(f"report: megasim report {result.run_dir.path}")
 

@@ -67,9 +67,15 @@ class SimulationConfig(BaseModel):
     seed: int = 0
     rounds: int = Field(3, ge=1, le=10_000)
     game: GameConfig = Field(default_factory=GameConfig)
-    population: PopulationSpec
+    population: PopulationSpec | None = Field(
+        None, description="sample personas from this spec at the start of the run"
+    )
+    population_file: str | None = Field(
+        None, description="or read them from a Parquet file (megasim population sample)"
+    )
     models: dict[str, ModelConfig] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
     default_model: str | None = Field(None, description="for agents the population gives none")
+    force_model: str | None = Field(None, description="every agent uses this model (--model)")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     out_dir: str = "runs"
 
@@ -84,6 +90,10 @@ class SimulationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _default_model_set(self) -> SimulationConfig:
+        if (self.population is None) == (self.population_file is None):
+            raise ValueError("population: give exactly one of population and population_file")
+        if self.force_model is not None and self.force_model not in self.models:
+            raise ValueError(f"force_model: {self.force_model!r} is not in models")
         if not self.models:
             raise ValueError("at least one model must be configured")
         if self.default_model is None:
@@ -145,7 +155,12 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     """CLI flags win over the file: agents, rounds, model, seed, out, runtime, shards."""
     data = dict(data)
     if overrides.get("agents") is not None:
-        data["population"] = {**data.get("population", {}), "size": overrides["agents"]}
+        if data.get("population_file") is not None:
+            raise ConfigError(
+                "--agents: a population_file has a fixed size; sample another with "
+                "`megasim population sample SPEC --size N -o FILE`"
+            )
+        data["population"] = {**(data.get("population") or {}), "size": overrides["agents"]}
     for key, field in (("rounds", "rounds"), ("seed", "seed"), ("out", "out_dir")):
         if overrides.get(key) is not None:
             data[field] = overrides[key]
@@ -166,16 +181,15 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
             models[model] = {"backend": model}
         data["models"] = models
         data["default_model"] = model
-        population = dict(data.get("population", {}))
-        attributes = dict(population.get("attributes") or {})
-        attributes.pop("model", None)  # every agent uses the forced model
-        population["attributes"] = attributes
-        data["population"] = population
+        data["force_model"] = model
     return data
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> SimulationConfig:
     data = apply_overrides(read_yaml(path), overrides or {})
+    population_file = data.get("population_file")
+    if isinstance(population_file, str) and not Path(population_file).is_absolute():
+        data["population_file"] = str(path.parent / population_file)  # relative to the config
     try:
         return SimulationConfig.model_validate(data)
     except ValidationError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from megasim.config import ConfigError, SimulationConfig
 from megasim.model.factory import build_models
@@ -36,14 +37,34 @@ def versions() -> dict[str, str]:
     return found
 
 
+def read_population_file(path: Path, defaults: dict[str, str]) -> pa.Table:
+    """A population sampled earlier (``megasim population sample``), possibly with
+    LLM-written backgrounds; missing ``model``/``prompt_variant`` columns get defaults."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"population_file: cannot read {path}: {exc}") from exc
+    missing = [c for c in ("agent_id", "group") if c not in table.column_names]
+    if missing:
+        raise ConfigError(f"population_file: {path} lacks columns {missing}")
+    for name, value in defaults.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows))
+    return table
+
+
 def build_population(config: SimulationConfig) -> pa.Table:
-    """Sample the configured population and check it against the models and scenario."""
+    """Sample (or read) the population and check it against the models and scenario."""
     assert config.default_model is not None  # set by the config validator
-    table = sample_population(
-        config.population,
-        seed=config.seed,
-        defaults={"model": config.default_model, "prompt_variant": "P1"},
-    )
+    defaults = {"model": config.default_model, "prompt_variant": "P1"}
+    if config.population is not None:
+        table = sample_population(config.population, seed=config.seed, defaults=defaults)
+    else:
+        assert config.population_file is not None  # one of the two, by validation
+        table = read_population_file(Path(config.population_file), defaults)
+    if config.force_model is not None:
+        index = table.column_names.index("model")
+        table = table.set_column(index, "model", pa.array([config.force_model] * table.num_rows))
     used = {str(name) for name in pc.unique(table.column("model")).to_pylist()}
     unknown = sorted(used - set(config.models))
     if unknown:

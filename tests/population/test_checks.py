@@ -158,5 +158,56 @@ def test_render_checks(examples_dir: Path) -> None:
     render_checks(checks, console)
     text = console.export_text()
     assert "Population marginals" in text
-    assert "occupation | education=PhD" in text
+    assert "occupation | education=" in text
+    assert "  PhD " in text
+    assert "Marginal tests" in text
     assert f"/{len(checks)} marginal checks passed" in text
+
+
+def test_render_checks_fits_80_columns(examples_dir: Path) -> None:
+    spec = load_population_spec(examples_dir / "census.yaml")
+    checks = check_marginals(sample_population(spec, seed=0, size=20_000), spec)
+    console = Console(record=True, width=80)
+    render_checks(checks, console)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for word in ("occupation", "high school", "female", "game theory professor"):
+        assert word in text
+    # one row per category value, its target and achieved proportion side by side
+    female = next(line for line in text.splitlines() if " female " in line)
+    assert "0.5050" in female
+    # one tests row per check, each with its n and verdict
+    verdicts = [line.split()[-1] for line in text.splitlines() if line.strip()]
+    assert sum(v in ("pass", "FAIL") for v in verdicts) == len(checks)
+    assert "20,000" in text
+    assert f"{sum(c.passed for c in checks)}/{len(checks)} marginal checks passed" in text
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_render_checks_folds_rather_than_cuts(examples_dir: Path, width: int) -> None:
+    spec = load_population_spec(examples_dir / "census.yaml")
+    checks = check_marginals(sample_population(spec, seed=0, size=2_000), spec)
+    console = Console(record=True, width=width)
+    render_checks(checks, console)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_render_checks_shows_failures_and_odd_names() -> None:
+    spec = parse_population_spec(
+        {
+            "size": 1000,
+            "attributes": {"g": {"dist": "categorical", "weights": {"[a]": 0.5, "b": 0.5}}},
+        }
+    )
+    checks = check_marginals(_table(["[a]"] * 700 + ["b"] * 300, True), spec)
+    console = Console(record=True, width=80)
+    render_checks(checks, console)
+    text = console.export_text()
+    assert "[a]" in text  # category names are not read as rich markup
+    assert "FAIL" in text
+    assert "+0.2000" in text
+    assert "<0.001" in text
+    assert "0/1 marginal checks passed" in text

@@ -66,6 +66,8 @@ def make_run(
             invalid[:] = True
         error = np.full(agents, None, dtype=object)
         error[invalid & (ids % 2 == 0)] = "parse: no number"
+        failed = invalid & (ids % 3 == 0)  # no answer at all: the model call failed
+        error[failed] = "model: failed after 4 attempts: 503"
         if not invalid.all():
             error[np.flatnonzero(~invalid)[0]] = "retried once"  # valid row carrying an error
         table = pa.table(
@@ -77,7 +79,9 @@ def make_run(
                 "model": [models[(i // 2) % len(models)] for i in ids],
                 "prompt_variant": ["P1" if (i // 4) % 2 == 0 else "P2" for i in ids],
                 "prompt_id": ["abc123"] * agents,
-                "raw_text": [f"I guess {v}" for v in value],
+                "raw_text": [
+                    None if f else f"I guess {v}" for v, f in zip(value, failed, strict=True)
+                ],
                 "value": pa.array(np.where(invalid, np.nan, value), mask=invalid),
                 "valid": ~invalid,
                 "tokens_in": rng.integers(50, 150, size=agents).astype(np.int32),
@@ -124,9 +128,9 @@ def test_round_table_matches_numpy(run: Run) -> None:
         assert r.n == sel.sum()
         assert r.valid == ok.sum()
         assert r.invalid == (sel & ~c["valid"]).sum() >= 2
-        has_error = np.array([e is not None for e in c["error"]])
-        assert r.errors == (sel & ~c["valid"] & has_error).sum()
-        assert r.errors < r.invalid  # some invalid rows carry no error text
+        no_answer = np.array([t is None for t in c["raw_text"]])
+        assert r.errors == (sel & ~c["valid"] & no_answer).sum()
+        assert 0 < r.errors < r.invalid  # parse failures are invalid but not errors
         assert_value_stats(r, values)
         assert r.min == values.min()
         assert r.max == values.max()

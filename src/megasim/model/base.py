@@ -36,9 +36,12 @@ class ChatRequest:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatResponse:
-    """What came back: the text plus the accounting we record per decision."""
+    """What came back: the text plus the accounting we record per decision.
+
+    Not frozen: frozen dataclasses pay an ``object.__setattr__`` per field, and a
+    million responses are built per round with the surrogate."""
 
     text: str
     model: str

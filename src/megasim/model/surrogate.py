@@ -58,7 +58,7 @@ class SurrogateModel:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         text = f'{LABEL} {{"guess": {self.answer(request)}}}'
-        return ChatResponse(text=text, model=self.name, latency_s=self.latency_s)
+        return ChatResponse(text, self.name, 0, 0, self.latency_s)
 
     async def aclose(self) -> None:
         return None

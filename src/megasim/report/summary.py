@@ -29,7 +29,8 @@ _KEY_COLUMNS: dict[str, str] = {
 # A decision counts as valid only when flagged valid AND it carries a finite number, so a
 # writer bug (valid flag with a null/NaN value) cannot poison means or winning numbers.
 _DECISIONS = """
-SELECT step, "model", "group", prompt_variant, error, tokens_in, tokens_out, latency_ms,
+SELECT step, "model", "group", prompt_variant, error, raw_text IS NULL AS no_answer,
+       tokens_in, tokens_out, latency_ms,
        coalesce(valid AND value IS NOT NULL AND isfinite(value), false) AS ok,
        CASE WHEN valid AND value IS NOT NULL AND isfinite(value) THEN value END AS v
 FROM decisions
@@ -60,6 +61,8 @@ class GameParams:
 class RoundStats:
     """One round pooled over every group (the winner is the pooled, not a per-group, one).
 
+    ``errors`` counts decisions with no answer at all (the model call failed after its
+    retries, or the agent raised); ``invalid`` also counts answers that did not parse.
     ``std`` is the population standard deviation (ddof=0, like ``numpy.std``); value
     statistics are None when the round has no valid answer.
     """
@@ -182,7 +185,7 @@ def round_table(run_dir: Path) -> list[RoundStats]:
     game = load_game(run_dir)
     sql = f"""
         SELECT step, {_VALUE_STATS},
-               count(*) FILTER (WHERE error IS NOT NULL AND NOT ok),
+               count(*) FILTER (WHERE no_answer AND NOT ok),
                min(v), max(v), quantile_cont(v, 0.25), quantile_cont(v, 0.75),
                sum(tokens_in)::BIGINT, sum(tokens_out)::BIGINT,
                quantile_cont(latency_ms, 0.5)
