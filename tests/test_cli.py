@@ -167,7 +167,8 @@ def test_real_bundled_model_one_round(write_config: Callable[..., Path]) -> None
 def test_population_sample_then_run_from_file(tmp_path: Path) -> None:
     spec = Path(__file__).parents[1] / "examples" / "populations" / "occupation.yaml"
     pop = tmp_path / "pop.parquet"
-    code, output = run_cli("population", "sample", str(spec), "-o", str(pop), "--check")
+    args = ("population", "sample", str(spec), "-o", str(pop), "--check", "--model", "s")
+    code, output = run_cli(*args)
     assert code == 0, output
     assert "sampled 1,200 agents" in output
     assert "occupation" in output
