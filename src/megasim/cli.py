@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +15,8 @@ from rich.table import Table
 from megasim.cli_population import population_app
 from megasim.config import ConfigError, SimulationConfig, load_config
 from megasim.model.base import ModelSetupError
-from megasim.simulation import StepOutcome
+from megasim.runtime.base import ProgressFn
+from megasim.simulation import StepListener, StepOutcome
 
 app = typer.Typer(
     help="Very large-scale multi-agent simulation with LLM-powered agents.",
@@ -84,29 +86,10 @@ def population_size(cfg: SimulationConfig) -> int:
         return 0  # the run itself reports the unreadable file
 
 
-@app.command()
-def run(
-    config: Annotated[Path, typer.Argument(help="YAML run configuration")],
-    agents: Annotated[int | None, typer.Option(help="population size")] = None,
-    rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="model for every agent: a configured name or local|surrogate|scripted"),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="run seed")] = None,
-    out: Annotated[Path | None, typer.Option(help="parent directory of runs")] = None,
-    run_id: Annotated[str | None, typer.Option(help="name of the run directory")] = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+def execute(
+    cfg: SimulationConfig, start: Callable[[ProgressFn, StepListener], Any], quiet: bool
 ) -> None:
-    """Run a simulation; every decision is written under OUT/<run-id>/."""
-    from megasim.run import run_simulation
-
-    overrides = {"agents": agents, "rounds": rounds, "model": model, "seed": seed}
-    overrides["out"] = str(out) if out is not None else None
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
+    """Run ``start`` (a fresh run or a resume) with a progress bar, then print the summary."""
     total = population_size(cfg) * cfg.rounds
     progress = Progress(
         TextColumn("[bold]round {task.fields[round]}/" + str(cfg.rounds)),
@@ -132,13 +115,13 @@ def run(
 
     try:
         with progress:
-            result = asyncio.run(run_simulation(cfg, on_progress, on_step, run_id))
+            result = asyncio.run(start(on_progress, on_step))
     except ConfigError as exc:
-        raise fail(f"{config}: {exc}") from None
+        raise fail(str(exc)) from None
     except ModelSetupError as exc:
         raise fail(f"model setup failed: {exc}", code=1) from None
     except KeyboardInterrupt:
-        raise fail("interrupted", code=130) from None
+        raise fail("interrupted; continue with `megasim resume RUN`", code=130) from None
     console.print(summary_table(result.steps))
     used = sorted({name for s in result.steps for name in s.metrics["models"]})
     for name in used:
@@ -147,6 +130,50 @@ def run(
         console.print(f"model {name}: backend {backend}{note}", highlight=False)
     console.print(f"run directory: [bold]{result.run_dir.path}[/]")
     console.print(f"report: megasim report {result.run_dir.path}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML run configuration")],
+    agents: Annotated[int | None, typer.Option(help="population size")] = None,
+    rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="model for every agent: a configured name or local|surrogate|scripted"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="run seed")] = None,
+    runtime: Annotated[str | None, typer.Option(help="local | ray")] = None,
+    shards: Annotated[int | None, typer.Option(help="number of agent shards")] = None,
+    out: Annotated[Path | None, typer.Option(help="parent directory of runs")] = None,
+    run_id: Annotated[str | None, typer.Option(help="name of the run directory")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Run a simulation; every decision is written under OUT/<run-id>/."""
+    from megasim.run import run_simulation
+
+    overrides: dict[str, Any] = {"agents": agents, "rounds": rounds, "model": model, "seed": seed}
+    overrides |= {"runtime": runtime, "shards": shards}
+    overrides["out"] = str(out) if out is not None else None
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    execute(cfg, lambda p, s: run_simulation(cfg, p, s, run_id), quiet)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Continue a run after a crash from its last complete step (same results as unbroken)."""
+    from megasim.run import load_run_config, resume_simulation
+
+    try:
+        cfg = load_run_config(run_dir)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    execute(cfg, lambda p, s: resume_simulation(run_dir, p, s), quiet)
 
 
 @app.command()

@@ -51,7 +51,16 @@ class RuntimeConfig(BaseModel):
 
     kind: Literal["local", "ray"] = "local"
     shards: int = Field(1, ge=1, le=4096)
-    address: str | None = None
+    address: str | None = Field(
+        None, description="ray: None starts a local Ray; 'auto' or HOST:PORT joins a cluster"
+    )
+    cpus_per_shard: float = Field(1.0, ge=0, description="ray: CPUs reserved per shard actor")
+    placement: Literal["spread", "pack"] = Field("spread", description="ray: shards over nodes")
+    shard_resources: dict[int, dict[str, float]] = Field(
+        default_factory=dict,
+        description="ray: pin shard k with custom resources, e.g. {0: {node_a: 1}}",
+    )
+    max_shard_restarts: int = Field(3, ge=0, description="ray: restarts of a lost shard per step")
 
 
 DEFAULT_MODELS: dict[str, ModelConfig] = {"smollm2": LocalModelConfig(backend="local")}

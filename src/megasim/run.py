@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
-from megasim.config import ConfigError, SimulationConfig
-from megasim.model.factory import build_models
+from megasim.config import ConfigError, SimulationConfig, format_validation_error
 from megasim.population.sampling import sample_population
-from megasim.runtime.base import ProgressFn
+from megasim.runtime.base import ProgressFn, Runtime
+from megasim.runtime.checkpoint import CheckpointStore
 from megasim.runtime.local import LocalRuntime
 from megasim.scenarios import get_scenario
+from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation, StepListener, StepOutcome
 from megasim.store.run_dir import RunDirectory, new_run_id
 
@@ -78,6 +83,17 @@ def build_population(config: SimulationConfig) -> pa.Table:
     return table
 
 
+def make_runtime(
+    config: SimulationConfig, scenario: Scenario, population: pa.Table, run_dir: RunDirectory
+) -> Runtime:
+    """The configured runtime; Ray is imported only when asked for."""
+    if config.runtime.kind == "ray":
+        from megasim.runtime.ray_runtime import RayRuntime
+
+        return RayRuntime(config, population, run_dir)
+    return LocalRuntime(config, scenario, population, run_dir)
+
+
 async def run_simulation(
     config: SimulationConfig,
     progress: ProgressFn | None = None,
@@ -85,20 +101,71 @@ async def run_simulation(
     run_id: str | None = None,
 ) -> RunResult:
     """Play a configured scenario to the end; every decision lands in the run directory."""
-    scenario = get_scenario(config.scenario)
     population = build_population(config)
     run_dir = RunDirectory.create(Path(config.out_dir), run_id or new_run_id(config.name))
     run_dir.write_config(config.model_dump(mode="json"), versions())
     run_dir.write_population(population)
     run_dir.append_event("start", agents=population.num_rows, runtime=config.runtime.kind)
-    if config.runtime.kind != "local":
-        raise ConfigError(f"runtime.kind: {config.runtime.kind!r} is not available yet")
-    used = {str(name) for name in pc.unique(population.column("model")).to_pylist()}
-    models = build_models(config.models, used)
-    runtime = LocalRuntime(config, scenario, population, models, run_dir)
+    return await _execute(config, population, run_dir, progress, on_step, resume=None)
+
+
+def load_run_config(run_path: Path, overrides: Mapping[str, Any] | None = None) -> SimulationConfig:
+    """The resolved config a run directory was started with."""
+    run_dir = RunDirectory(run_path)
+    if not run_dir.config_path.is_file():
+        raise ConfigError(f"{run_path}: not a run directory (no config.yaml)")
+    data = run_dir.read_config()
+    data.pop("versions", None)
+    data.update(overrides or {})
+    try:
+        return SimulationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(run_dir.config_path), exc, data)) from exc
+
+
+async def resume_simulation(
+    run_path: Path,
+    progress: ProgressFn | None = None,
+    on_step: StepListener | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Continue a run from its last complete checkpoint (or from the start if it has none).
+
+    Decisions of steps after the checkpoint (a step interrupted mid-way) are discarded and
+    rerun, so none is lost and none counted twice; the seeds make the rerun identical.
+    """
+    run_dir = RunDirectory(run_path)
+    config = load_run_config(run_path, overrides)
+    population = run_dir.read_population()
+    latest = CheckpointStore(run_path).latest()
+    done = latest[0] if latest else 0
+    for step_dir in (run_path / "steps").glob("step=*"):
+        if int(step_dir.name.split("=", 1)[1]) > done:
+            shutil.rmtree(step_dir)
+    driver = CheckpointStore(run_path).load_driver(latest[1]) if latest else None
+    run_dir.rewrite_metrics(
+        [h["metrics"] | {"outcome": h["outcome"]} for h in driver["history"]] if driver else []
+    )
+    run_dir.append_event("resumed", from_step=done, runtime=config.runtime.kind)
+    return await _execute(config, population, run_dir, progress, on_step, resume=latest)
+
+
+async def _execute(
+    config: SimulationConfig,
+    population: pa.Table,
+    run_dir: RunDirectory,
+    progress: ProgressFn | None,
+    on_step: StepListener | None,
+    resume: tuple[int, Path] | None,
+) -> RunResult:
+    scenario = get_scenario(config.scenario)
+    runtime = make_runtime(config, scenario, population, run_dir)
     try:
         await runtime.start()
         sim = Simulation(config, runtime, scenario.build_env(config, population), run_dir, progress)
+        if resume is not None:
+            await runtime.restore(resume[1])
+            sim.resume_from(sim.checkpoints.load_driver(resume[1]))
         if on_step is not None:
             sim.on_step(on_step)
         await scenario.run(sim)
@@ -109,5 +176,3 @@ async def run_simulation(
         raise
     finally:
         await runtime.close()
-        for model in models.values():
-            await model.aclose()

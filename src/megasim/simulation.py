@@ -10,6 +10,7 @@ from typing import Any
 from megasim.config import SimulationConfig
 from megasim.env.base import Environment
 from megasim.runtime.base import ModelStepStats, ProgressFn, Runtime, ShardStepResult
+from megasim.runtime.checkpoint import CheckpointStore
 from megasim.store.run_dir import RunDirectory
 
 StepListener = Callable[["StepOutcome"], Awaitable[None] | None]
@@ -54,7 +55,10 @@ def step_metrics(step: int, results: list[ShardStepResult], wall_s: float) -> di
         "tokens_in": sum(m["tokens_in"] for m in models.values()),
         "tokens_out": sum(m["tokens_out"] for m in models.values()),
         "models": models,
-        "shards": [{"shard": r.shard, "agents": r.agents, "wall_s": r.wall_s} for r in results],
+        "shards": [
+            {"shard": r.shard, "agents": r.agents, "wall_s": r.wall_s, "node": r.node}
+            for r in results
+        ],
     }
 
 
@@ -77,6 +81,16 @@ class Simulation:
         self.step_index = 0
         self.history: list[StepOutcome] = []
         self._listeners: list[StepListener] = []
+        self.checkpoints = CheckpointStore(run_dir.path)
+
+    def resume_from(self, driver: Mapping[str, Any]) -> None:
+        """Continue after a checkpointed step: environment state, step index and history."""
+        self.env.restore(driver["env"])
+        self.step_index = int(driver["step"])
+        self.history = [
+            StepOutcome(step=int(h["step"]), outcome=h["outcome"], metrics=h["metrics"])
+            for h in driver["history"]
+        ]
 
     def on_step(self, listener: StepListener) -> None:
         """Call ``listener(outcome)`` after each step (progress bars, live monitors)."""
@@ -95,8 +109,22 @@ class Simulation:
         self.step_index = step
         result = StepOutcome(step=step, outcome=outcome, metrics=metrics)
         self.history.append(result)
+        await self._checkpoint(step)
         for listener in self._listeners:
             maybe = listener(result)
             if maybe is not None:
                 await maybe
         return result
+
+    async def _checkpoint(self, step: int) -> None:
+        """Atomically record everything needed to continue after ``step``."""
+        tmp = self.checkpoints.begin(step)
+        await self.runtime.save(tmp)
+        driver = {
+            "step": step,
+            "env": self.env.snapshot(),
+            "history": [
+                {"step": h.step, "outcome": h.outcome, "metrics": h.metrics} for h in self.history
+            ],
+        }
+        self.checkpoints.commit(step, tmp, driver)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,6 +57,7 @@ class ShardStepResult:
     models: dict[str, ModelStepStats]
     wall_s: float
     tasks: int  # agents that awaited I/O and needed a task
+    node: str | None = None  # the Ray node that ran the shard (None in the local runtime)
 
 
 class Runtime(Protocol):
@@ -66,5 +68,13 @@ class Runtime(Protocol):
     async def step(
         self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
     ) -> list[ShardStepResult]: ...
+
+    async def save(self, directory: Path) -> None:
+        """Every shard writes its agents' state into a checkpoint folder."""
+        ...
+
+    async def restore(self, directory: Path) -> None:
+        """Every shard takes its agents' state from a checkpoint folder."""
+        ...
 
     async def close(self) -> None: ...

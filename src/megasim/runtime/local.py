@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from megasim.model.base import ModelClient
+from megasim.model.factory import build_models
 from megasim.runtime.base import ProgressFn, ShardStepResult
+from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.shard import AgentShard
 from megasim.store.run_dir import RunDirectory
 
 if TYPE_CHECKING:
     from megasim.config import SimulationConfig
     from megasim.scenarios.base import Scenario
+
+
+def models_used(population: pa.Table) -> set[str]:
+    return {str(name) for name in pc.unique(population.column("model")).to_pylist()}
 
 
 def shard_slices(rows: int, shards: int) -> list[tuple[int, int]]:
@@ -37,17 +45,20 @@ class LocalRuntime:
         config: SimulationConfig,
         scenario: Scenario,
         population: pa.Table,
-        models: Mapping[str, ModelClient],
         run_dir: RunDirectory,
+        models: Mapping[str, ModelClient] | None = None,
     ) -> None:
         self.config = config
         self.scenario = scenario
         self.population = population
-        self.models = dict(models)
         self.run_dir = run_dir
+        self._owns_models = models is None
+        self.models: dict[str, ModelClient] = dict(models or {})
         self.shards: list[AgentShard] = []
 
     async def start(self) -> None:
+        if self._owns_models:  # one client per model, shared by every in-process shard
+            self.models = build_models(self.config.models, models_used(self.population))
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         for index, (offset, length) in enumerate(shard_slices(self.population.num_rows, shards)):
             part = self.population.slice(offset, length)
@@ -62,5 +73,18 @@ class LocalRuntime:
             await asyncio.gather(*(s.step(step, env_snapshot, progress) for s in self.shards))
         )
 
+    async def save(self, directory: Path) -> None:
+        for shard in self.shards:
+            shard.save_states(directory)
+
+    async def restore(self, directory: Path) -> None:
+        states = read_agent_states(directory)
+        for shard in self.shards:
+            shard.load_states(states)
+
     async def close(self) -> None:
         self.shards.clear()
+        if self._owns_models:
+            for model in self.models.values():
+                await model.aclose()
+            self.models.clear()

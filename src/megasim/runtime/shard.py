@@ -15,6 +15,7 @@ import gc
 import math
 import time
 from collections.abc import Coroutine, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment
 from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats, ProgressFn, ShardStepResult
+from megasim.runtime.checkpoint import write_agent_states
 from megasim.store.run_dir import RunDirectory
 
 _PROGRESS_EVERY_S = 0.2
@@ -64,6 +66,17 @@ class AgentShard:
         self.agents = list(agents)
         self.env = env
         self.run_dir = run_dir
+
+    def save_states(self, directory: Path) -> int:
+        """Write the state of every agent that has one into a checkpoint folder."""
+        states = ((a.id, a.state) for a in self.agents if a.state is not None)
+        return write_agent_states(directory / f"shard={self.index}.jsonl", states)
+
+    def load_states(self, states: Mapping[int, dict[str, Any]]) -> None:
+        """Give each agent its checkpointed state (agents absent from ``states`` have none)."""
+        for agent in self.agents:
+            state = states.get(agent.id)
+            agent.state = dict(state) if state is not None else None
 
     async def step(
         self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None

@@ -168,5 +168,6 @@ class GuessTwoThirds:
         return []
 
     async def run(self, sim: Simulation) -> None:
-        for _ in range(sim.config.rounds):
+        # loop on sim.step_index, not a fresh counter, so a resumed run continues where it was
+        while sim.step_index < sim.config.rounds:
             await sim.step()

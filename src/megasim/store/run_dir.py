@@ -97,6 +97,11 @@ class RunDirectory:
     def append_metrics(self, record: Mapping[str, Any]) -> None:
         self._append_jsonl(self.metrics_path, record)
 
+    def rewrite_metrics(self, records: list[Mapping[str, Any]]) -> None:
+        """Replace metrics.jsonl (on resume: only the checkpointed steps remain)."""
+        text = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        _atomic_write_bytes(self.metrics_path, text.encode())
+
     def append_event(self, kind: str, **data: Any) -> None:
         self._append_jsonl(self.events_path, {"time": time.time(), "event": kind, **data})
 

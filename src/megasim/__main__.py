@@ -1,0 +1,5 @@
+"""``python -m megasim`` is the ``megasim`` command."""
+
+from megasim.cli import app
+
+app()
