@@ -25,6 +25,7 @@ class ScriptedModel:
             raise ValueError("ScriptedModel needs responses or a responder")
         self.name = name
         self.immediate = True
+        self.task_free = True
         self._responses = tuple(responses)
         self._responder = responder
         self.calls = 0

@@ -17,6 +17,14 @@ from megasim.seeding import mix64
 VARIANT_DEPTH = {"P1": 0.6, "P2": 1.2, "P3": 2.0, "P4": 2.5, "P5": 1.0}
 EDUCATION_DEPTH = {"phd": 1.0, "master": 0.6, "bachelor": 0.3, "elementary school": -0.3}
 LABEL = "[surrogate]"
+BATCH_WINDOW_S = 0.005
+
+
+def _fire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 _TO_UNIT = 1.0 / (1 << 32)
 
 
@@ -27,6 +35,23 @@ class SurrogateModel:
         self.name = name
         self.latency_s = latency_s
         self.immediate = latency_s <= 0
+        self.task_free = True  # awaits only a shared timer future, never needs a Task
+        self._batch: asyncio.Future[None] | None = None
+        self._batch_opened = 0.0
+
+    def _wait(self) -> asyncio.Future[None]:
+        """A timer future shared by the calls of one ``BATCH_WINDOW_S`` window; it fires
+        ``latency_s`` after the window closes, so each call waits between ``latency_s``
+        and ``latency_s + BATCH_WINDOW_S``. One timer per window instead of one per call
+        is what lets a million emulated calls wait concurrently."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        batch = self._batch
+        if batch is None or batch.done() or now - self._batch_opened > BATCH_WINDOW_S:
+            batch = self._batch = loop.create_future()
+            self._batch_opened = now
+            loop.call_at(now + BATCH_WINDOW_S + self.latency_s, _fire, batch)
+        return batch
 
     def answer(self, request: ChatRequest) -> float:
         """The guess this request gets; a pure function of the request's seed and meta."""
@@ -56,7 +81,7 @@ class SurrogateModel:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         if self.latency_s > 0:
-            await asyncio.sleep(self.latency_s)
+            await self._wait()
         text = f'{LABEL} {{"guess": {self.answer(request)}}}'
         return ChatResponse(text, self.name, 0, 0, self.latency_s)
 

@@ -1,11 +1,12 @@
 """AgentShard: thousands to a million agents in one process, stepped as coroutines.
 
-Agents whose model answers without I/O (``model.immediate``: scripted, surrogate
-without latency) have their ``act`` coroutine driven inline; it only becomes a
-task if it unexpectedly suspends. Agents of real models get an asyncio task
-each, so libraries that need a current task (httpx, anyio) work. A million
-immediate agents therefore cost a plain loop, not a million tasks (gather over
-1M tasks costs 10-12 s on two cores).
+Agents whose model needs no Task context (``model.immediate`` or ``model.task_free``:
+scripted, surrogate, with or without emulated latency) are driven by TaskFreeDriver:
+their ``act`` coroutine runs inline until it completes or suspends, and a suspended one
+is resumed from its future's callback. Agents of real network models get an asyncio
+task each, so libraries that need a current task (httpx, anyio) work. A million
+agents therefore cost a plain loop, not a million tasks (gather over 1M tasks costs
+10-12 s on two cores).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import asyncio
 import gc
 import math
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment
 from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats, ProgressFn, ShardStepResult
 from megasim.runtime.checkpoint import write_agent_states
+from megasim.runtime.driver import TaskFreeDriver
 from megasim.store.run_dir import RunDirectory
 
 _PROGRESS_EVERY_S = 0.2
@@ -33,27 +36,8 @@ def failed_decision(exc: BaseException) -> Decision:
     return Decision(value=None, valid=False, error=f"agent raised {type(exc).__name__}: {exc}")
 
 
-async def _finish(coro: Coroutine[Any, Any, Decision], yielded: Any) -> Decision:
-    """Resume a coroutine that suspended on ``yielded`` until it returns, as a Task would."""
-    while True:
-        if getattr(yielded, "_asyncio_future_blocking", None):
-            yielded._asyncio_future_blocking = False  # what Task.__step does before waiting
-        if yielded is None:
-            await asyncio.sleep(0)
-        else:
-            try:
-                await yielded
-            except asyncio.CancelledError:
-                if not yielded.cancelled():  # we were cancelled, not the awaited future
-                    coro.close()
-                    raise
-            except Exception:
-                pass
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            result: Decision = stop.value
-            return result
+def _task_done(record: Callable[[int, Any], None], index: int, task: asyncio.Future[Any]) -> None:
+    record(index, task.exception() or task.result())
 
 
 class AgentShard:
@@ -113,55 +97,48 @@ class AgentShard:
     ) -> tuple[list[Decision], int]:
         observe = self.env.observe
         decisions: list[Decision | None] = [None] * len(self.agents)
-        pending: list[tuple[int, asyncio.Future[Decision]]] = []
-        done = 0
-        last_report = time.perf_counter()
+        tasks: list[tuple[int, asyncio.Future[Decision]]] = []
+        done = [0]
+        last_report = [time.perf_counter()]
+
+        def report(force: bool = False) -> None:
+            now = time.perf_counter()
+            if progress is not None and (force or now - last_report[0] > _PROGRESS_EVERY_S):
+                progress(self.index, done[0])
+                last_report[0] = now
+
+        def record(index: int, outcome: Any) -> None:
+            decisions[index] = (
+                outcome
+                if isinstance(outcome, Decision)
+                else failed_decision(
+                    outcome if isinstance(outcome, BaseException) else TypeError(repr(outcome))
+                )
+            )
+            done[0] += 1
+            if (done[0] & 1023) == 0:
+                report()
+
+        driver: TaskFreeDriver[Decision] = TaskFreeDriver(record)
         for i, agent in enumerate(self.agents):
-            if not agent.model.immediate:
-                try:
-                    pending.append((i, asyncio.ensure_future(agent.act(observe(agent)))))
-                except Exception as exc:  # observe failed
-                    decisions[i] = failed_decision(exc)
-                    done += 1
-                continue
             try:
                 coro = agent.act(observe(agent))
-                yielded = coro.send(None)
-            except StopIteration as stop:
-                decisions[i] = stop.value
-                done += 1
+            except Exception as exc:  # observe failed
+                record(i, exc)
                 continue
-            except Exception as exc:
-                decisions[i] = failed_decision(exc)
-                done += 1
-                continue
-            pending.append((i, asyncio.ensure_future(_finish(coro, yielded))))
-            if progress is not None and (i & 4095) == 0:
-                now = time.perf_counter()
-                if now - last_report > _PROGRESS_EVERY_S:
-                    progress(self.index, done)
-                    last_report = now
-        if progress is not None:
-            progress(self.index, done)
-        if pending:
-            counter = [done]
-
-            def _count(_: asyncio.Future[Decision]) -> None:
-                counter[0] += 1
-                if progress is not None:
-                    progress(self.index, counter[0])
-
-            for _, future in pending:
-                future.add_done_callback(_count)
-            outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
-            for (i, _), outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    decisions[i] = failed_decision(outcome)
-                else:
-                    decisions[i] = outcome
-        return [d if d is not None else failed_decision(RuntimeError("lost")) for d in decisions], (
-            len(pending)
-        )
+            if getattr(agent.model, "task_free", False) or agent.model.immediate:
+                driver.start(i, coro)
+            else:
+                task = asyncio.ensure_future(coro)
+                task.add_done_callback(partial(_task_done, record, i))
+                tasks.append((i, task))
+        report(force=True)
+        if tasks:
+            await asyncio.wait([t for _, t in tasks])
+        await driver.wait()
+        report(force=True)
+        lost = failed_decision(RuntimeError("lost"))
+        return [d if d is not None else lost for d in decisions], len(tasks)
 
     def _columns(self, step: int, decisions: Sequence[Decision]) -> dict[str, list[Any]]:
         agents = self.agents
