@@ -193,3 +193,19 @@ def test_population_sample_bad_spec_exits_2(tmp_path: Path) -> None:
     assert code == 2
     assert "attributes.x" in output
     assert "bad.yaml" in output
+
+
+def test_resume_of_a_non_run_exits_2(tmp_path: Path) -> None:
+    code, output = run_cli("resume", str(tmp_path))
+    assert code == 2
+    assert "not a run directory" in output
+
+
+def test_resume_of_a_finished_run_via_cli(write_config: Callable[..., Path]) -> None:
+    cfg = write_config()
+    assert run_cli("run", str(cfg), "--run-id", "fin", "--quiet")[0] == 0
+    run_dir = cfg.parent / "runs" / "fin"
+    before = decisions(run_dir)
+    code, output = run_cli("resume", str(run_dir), "--quiet")
+    assert code == 0, output
+    assert decisions(run_dir) == before

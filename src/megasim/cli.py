@@ -87,7 +87,10 @@ def population_size(cfg: SimulationConfig) -> int:
 
 
 def execute(
-    cfg: SimulationConfig, start: Callable[[ProgressFn, StepListener], Any], quiet: bool
+    cfg: SimulationConfig,
+    start: Callable[[ProgressFn, StepListener], Any],
+    quiet: bool,
+    source: Path,
 ) -> None:
     """Run ``start`` (a fresh run or a resume) with a progress bar, then print the summary."""
     total = population_size(cfg) * cfg.rounds
@@ -117,7 +120,7 @@ def execute(
         with progress:
             result = asyncio.run(start(on_progress, on_step))
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(f"{source}: {exc}") from None
     except ModelSetupError as exc:
         raise fail(f"model setup failed: {exc}", code=1) from None
     except KeyboardInterrupt:
@@ -158,7 +161,7 @@ def run(
         cfg = load_config(config, overrides)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    execute(cfg, lambda p, s: run_simulation(cfg, p, s, run_id), quiet)
+    execute(cfg, lambda p, s: run_simulation(cfg, p, s, run_id), quiet, config)
 
 
 @app.command()
@@ -173,7 +176,7 @@ def resume(
         cfg = load_run_config(run_dir)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    execute(cfg, lambda p, s: resume_simulation(run_dir, p, s), quiet)
+    execute(cfg, lambda p, s: resume_simulation(run_dir, p, s), quiet, run_dir / "config.yaml")
 
 
 @app.command()

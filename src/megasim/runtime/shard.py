@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment
@@ -28,6 +30,7 @@ from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats, ProgressFn, S
 from megasim.runtime.checkpoint import write_agent_states
 from megasim.runtime.driver import TaskFreeDriver
 from megasim.store.run_dir import RunDirectory
+from megasim.store.schema import DECISION_SCHEMA
 
 _PROGRESS_EVERY_S = 0.2
 
@@ -69,14 +72,15 @@ class AgentShard:
         self.env.restore(env_snapshot)
         self.env.prepare()
         decisions, tasks = await self._run_agents(progress)
-        self.run_dir.write_decisions(step, self.index, self._columns(step, decisions))
-        batch = self._batch(decisions)
+        table = pa.Table.from_pydict(self._columns(step, decisions), schema=DECISION_SCHEMA)
+        del decisions  # the table holds everything from here on
+        self.run_dir.write_decisions(step, self.index, table)
         return ShardStepResult(
             shard=self.index,
             step=step,
             agents=len(self.agents),
-            partial=self.env.reduce(batch),
-            models=self._model_stats(decisions),
+            partial=self.env.reduce(decision_batch(table)),
+            models=model_stats(table),
             wall_s=time.perf_counter() - started,
             tasks=tasks,
         )
@@ -159,41 +163,40 @@ class AgentShard:
             "error": [d.error for d in decisions],
         }
 
-    def _batch(self, decisions: Sequence[Decision]) -> DecisionBatch:
-        n = len(decisions)
-        values = np.fromiter(
-            (d.value if d.valid and d.value is not None else math.nan for d in decisions),
-            dtype=np.float64,
-            count=n,
-        )
-        return DecisionBatch(
-            agent_ids=np.fromiter((a.id for a in self.agents), dtype=np.int64, count=n),
-            groups=np.fromiter((a.group for a in self.agents), dtype=np.int32, count=n),
-            values=values,
-            valid=~np.isnan(values),
-        )
 
-    def _model_stats(self, decisions: Sequence[Decision]) -> dict[str, ModelStepStats]:
-        stats: dict[str, ModelStepStats] = {}
-        latencies: dict[str, list[float]] = {}
-        for agent, decision in zip(self.agents, decisions, strict=True):
-            name = agent.model.name
-            entry = stats.get(name)
-            if entry is None:
-                entry = stats[name] = ModelStepStats()
-                latencies[name] = []
-            entry.calls += 1
-            entry.tokens_in += decision.tokens_in
-            entry.tokens_out += decision.tokens_out
-            if decision.error is not None and decision.raw_text is None:
-                entry.errors += 1
-            elif not decision.valid:
-                entry.invalid += 1
-            latencies[name].append(decision.latency_ms)
-        for name, entry in stats.items():
-            counts = np.bincount(
-                np.searchsorted(LATENCY_EDGES_MS, np.asarray(latencies[name])),
-                minlength=len(LATENCY_EDGES_MS) + 1,
-            )
-            entry.latency_hist = counts.tolist()
-        return stats
+def decision_batch(table: pa.Table) -> DecisionBatch:
+    """The columns environments reduce over, as numpy arrays (NaN where invalid)."""
+    valid = table.column("valid").to_numpy(zero_copy_only=False).astype(np.bool_)
+    values = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+    values[~valid] = math.nan
+    return DecisionBatch(
+        agent_ids=table.column("agent_id").to_numpy().astype(np.int64),
+        groups=table.column("group").to_numpy().astype(np.int32),
+        values=values,
+        valid=valid & ~np.isnan(values),
+    )
+
+
+def model_stats(table: pa.Table) -> dict[str, ModelStepStats]:
+    """Per-model calls, tokens, failures and latency histogram, computed column-wise."""
+    no_answer = pc.is_null(table.column("raw_text"))
+    invalid = pc.invert(table.column("valid"))
+    table = table.append_column("failed", pc.and_(no_answer, invalid))
+    table = table.append_column("unparsed", pc.and_(pc.invert(no_answer), invalid))
+    stats: dict[str, ModelStepStats] = {}
+    models = table.column("model")
+    for name in pc.unique(models).to_pylist():
+        part = table.filter(pc.equal(models, name))
+        latency = part.column("latency_ms").to_numpy(zero_copy_only=False)
+        hist = np.bincount(
+            np.searchsorted(LATENCY_EDGES_MS, latency), minlength=len(LATENCY_EDGES_MS) + 1
+        )
+        stats[str(name)] = ModelStepStats(
+            calls=part.num_rows,
+            errors=int(pc.sum(part.column("failed")).as_py() or 0),
+            invalid=int(pc.sum(part.column("unparsed")).as_py() or 0),
+            tokens_in=int(pc.sum(part.column("tokens_in")).as_py() or 0),
+            tokens_out=int(pc.sum(part.column("tokens_out")).as_py() or 0),
+            latency_hist=hist.tolist(),
+        )
+    return stats

@@ -77,9 +77,12 @@ class RunDirectory:
         pq.write_table(table, tmp)
         os.replace(tmp, self.population_path)
 
-    def write_decisions(self, step: int, shard: int, columns: Mapping[str, Any]) -> Path:
+    def write_decisions(self, step: int, shard: int, columns: Mapping[str, Any] | pa.Table) -> Path:
         """Write one shard's decisions of one step; a reader never sees a partial file."""
-        table = pa.Table.from_pydict(dict(columns), schema=DECISION_SCHEMA)
+        if isinstance(columns, pa.Table):
+            table = columns
+        else:
+            table = pa.Table.from_pydict(dict(columns), schema=DECISION_SCHEMA)
         target = self.shard_file(step, shard)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
