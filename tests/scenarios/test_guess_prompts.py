@@ -87,3 +87,5 @@ def test_describe_background_prefers_written_background() -> None:
     )
     assert described == "age: 30; education level: PhD"
     assert describe_background({"agent_id": 1}) == "no particular background"
+    pending = {"age": 30, "background": None, "background_status": "rejected"}
+    assert describe_background(pending) == "age: 30"  # pipeline bookkeeping is not persona

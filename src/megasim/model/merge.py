@@ -1,0 +1,168 @@
+"""Merging identical requests: one call with ``n`` samples instead of n calls.
+
+Requests whose prompt and sampling parameters are identical (model, messages, max
+tokens, temperature, schema; not the seed, not the caller) and that arrive within
+``window_s`` of each other are sent once with ``n = len(group)``; each caller gets its
+own choice, so every agent keeps an independent sample. In round 1 of the P1 game all
+agents of a group share one prompt: 1,000,000 agents become ceil(1e6 / max_n) calls.
+
+Accounting, so that nothing is counted twice: the prompt is paid once, so the first
+member carries the call's prompt tokens and the others 0; completion tokens are split
+evenly (the remainder to the first member). Latency is the call's, for every member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from megasim.model.base import ChatRequest, ChatResponse, ModelClient
+
+
+@runtime_checkable
+class SupportsN(Protocol):
+    """A backend that can return ``n`` independent samples of one request in one call."""
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]: ...
+
+
+def merge_key(request: ChatRequest) -> str:
+    """What must be equal for two requests to share one call."""
+    return json.dumps(
+        [
+            [(m.role, m.content) for m in request.messages],
+            request.max_tokens,
+            request.temperature,
+            request.json_schema,
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+@dataclass(slots=True)
+class _Group:
+    first: ChatRequest
+    waiters: list[asyncio.Future[ChatResponse]] = field(default_factory=list)
+    sent: bool = False
+
+
+@dataclass(slots=True)
+class MergeStats:
+    requests: int = 0
+    calls: int = 0
+    merged: int = 0  # requests answered by a call made for another request
+
+    def snapshot(self) -> dict[str, int]:
+        return {"requests": self.requests, "calls": self.calls, "merged": self.merged}
+
+
+def fan_out(
+    texts: list[str], model: str, tokens_in: int, tokens_out: int, latency_s: float
+) -> list[ChatResponse]:
+    """One response per choice of a call: prompt tokens on the first, completion tokens
+    split evenly (remainder on the first), so the members' sums equal the call's usage."""
+    n = max(1, len(texts))
+    share, rest = divmod(tokens_out, n)
+    return [
+        ChatResponse(
+            text=text,
+            model=model,
+            tokens_in=tokens_in if i == 0 else 0,
+            tokens_out=share + (rest if i == 0 else 0),
+            latency_s=latency_s,
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+def split_response(response: ChatResponse, n: int) -> list[ChatResponse]:
+    """The same failure for each of ``n`` members (each records it once)."""
+    return [
+        ChatResponse(
+            text=response.text,
+            model=response.model,
+            tokens_in=response.tokens_in if i == 0 else 0,
+            tokens_out=response.tokens_out if i == 0 else 0,
+            latency_s=response.latency_s,
+            error=response.error,
+        )
+        for i in range(n)
+    ]
+
+
+class MergingModel:
+    """Wraps a ``SupportsN`` client (else passes requests through unchanged)."""
+
+    def __init__(self, inner: ModelClient, window_s: float = 0.005, max_n: int = 64) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.immediate = inner.immediate
+        self.task_free = bool(getattr(inner, "task_free", False))
+        self.window_s = window_s
+        self.max_n = min(max_n, int(getattr(inner, "max_n", max_n)))
+        self.stats = MergeStats()
+        self._open: dict[str, _Group] = {}
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        self.stats.requests += 1
+        if not isinstance(self.inner, SupportsN) or self.max_n <= 1:
+            self.stats.calls += 1
+            return await self.inner.complete(request)
+        key = merge_key(request)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[ChatResponse] = loop.create_future()
+        group = self._open.get(key)
+        if group is None:
+            group = self._open[key] = _Group(first=request)
+            loop.call_later(self.window_s, self._flush, key, group)
+        group.waiters.append(waiter)
+        if len(group.waiters) >= self.max_n:
+            self._flush(key, group)
+        return await waiter
+
+    def _flush(self, key: str, group: _Group) -> None:
+        """Send a group once: when it is full, or when its window closes."""
+        if group.sent:
+            return
+        group.sent = True
+        if self._open.get(key) is group:
+            del self._open[key]
+        self._send(group)
+
+    def _send(self, group: _Group) -> None:
+        n = len(group.waiters)
+        self.stats.calls += 1
+        self.stats.merged += n - 1
+        task = asyncio.ensure_future(self._call(group.first, n))
+        task.add_done_callback(lambda t: self._deliver(group, t))
+
+    async def _call(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        assert isinstance(self.inner, SupportsN)
+        if n == 1:
+            return [await self.inner.complete(request)]
+        return await self.inner.complete_n(request, n)
+
+    def _deliver(self, group: _Group, task: asyncio.Future[list[ChatResponse]]) -> None:
+        n = len(group.waiters)
+        if task.cancelled():
+            responses = [ChatResponse("", self.name, error="merged call cancelled")] * n
+        elif task.exception() is not None:
+            failure = ChatResponse("", self.name, error=f"merged call failed: {task.exception()}")
+            responses = split_response(failure, n)
+        else:
+            responses = task.result()
+            if len(responses) < n:  # a server that returned fewer choices than asked
+                missing = ChatResponse("", self.name, error=f"{n - len(responses)} choices missing")
+                responses = list(responses) + [missing] * (n - len(responses))
+        for waiter, response in zip(group.waiters, responses, strict=False):
+            if not waiter.done():
+                waiter.set_result(response)
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        return {"merge": self.stats.snapshot()}
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
