@@ -36,6 +36,7 @@ class GameConfig(BaseModel):
     max_tokens: dict[str, int] = Field(
         default_factory=dict, description="per prompt variant; unset variants use defaults"
     )
+    repair: bool = Field(True, description="one repair call when an answer is unusable")
 
     @field_validator("high")
     @classmethod

@@ -8,7 +8,7 @@ from megasim.agent import PersonaTable
 from megasim.env.guess_game import GuessGame
 from megasim.model.base import ChatRequest, ChatResponse
 from megasim.model.scripted import ScriptedModel
-from megasim.scenarios.guess_two_thirds import GuessAgent, PromptBook
+from megasim.scenarios.guess_two_thirds import REPAIR_SEPARATOR, GuessAgent, PromptBook
 
 
 class FailingModel:
@@ -58,6 +58,35 @@ async def test_agent_parses_and_records() -> None:
     assert seen[0].max_tokens == 7  # config override for P1
     assert seen[1].max_tokens > 7
     assert seen[0].seed != seen[1].seed  # each agent samples independently
+
+
+async def test_unusable_answer_gets_one_repair_call() -> None:
+    answers = iter(["I refuse to play", '{"guess": 12}'])
+    requests: list[ChatRequest] = []
+
+    def responder(request: ChatRequest) -> str:
+        requests.append(request)
+        return next(answers)
+
+    game = GuessGame([1], rounds=1)
+    (agent,) = make_agents(ScriptedModel(responder=responder), ["P2"])
+    decision = await agent.act(game.observe(agent))
+    assert len(requests) == 2
+    assert requests[1].messages[-2].content == "I refuse to play"  # the model sees its answer
+    assert "could not be used" in requests[1].messages[-1].content
+    assert (decision.value, decision.valid, decision.error) == (12.0, True, None)
+    assert decision.raw_text == f"I refuse to play{REPAIR_SEPARATOR}" + '{"guess": 12}'
+    assert decision.prompt_id.endswith("+repair")
+
+
+async def test_repair_can_be_turned_off() -> None:
+    model = ScriptedModel(responses=["nope"])
+    game = GuessGame([1], rounds=1)
+    (agent,) = make_agents(model, ["P1"])
+    agent.book.repair = False
+    decision = await agent.act(game.observe(agent))
+    assert model.calls == 1
+    assert decision.valid is False
 
 
 async def test_model_failure_is_recorded_not_raised() -> None:

@@ -14,10 +14,11 @@ import pyarrow as pa
 
 from megasim.agent import Agent, Decision, PersonaTable
 from megasim.env.guess_game import GuessGame, GuessObservation
-from megasim.model.base import ChatRequest, ModelClient
+from megasim.model.base import ChatMessage, ChatRequest, ChatResponse, ModelClient
 from megasim.model.parsing import parse_guess
 from megasim.scenarios.guess_prompts import (
     DEFAULT_MAX_TOKENS,
+    GUESS_ONLY_SCHEMA,
     VARIANTS,
     Prompt,
     build_prompt,
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 class PromptBook:
     """Shared by a shard's agents: caches prompts so a million agents build a handful."""
 
-    def __init__(self, seed: int, max_tokens: Mapping[str, int]) -> None:
+    def __init__(self, seed: int, max_tokens: Mapping[str, int], repair: bool = True) -> None:
         self.seed = seed
+        self.repair = repair  # one repair call for an unusable answer
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **max_tokens}
         # keyed by observation identity: observations are per-group objects built once a step
         self._cache: dict[tuple[str, int], tuple[GuessObservation, Prompt, dict[str, Any]]] = {}
@@ -67,6 +69,16 @@ class PromptBook:
             background = describe_background(agent.persona)
             return build_prompt("P5", obs, self.max_tokens["P5"], background), entry[2]
         return entry[1], entry[2]
+
+
+REPAIR_SEPARATOR = "\n--- repair ---\n"
+
+
+def repair_instruction(reason: str | None, obs: GuessObservation) -> str:
+    return (
+        f"That answer could not be used ({reason}). Reply with JSON only: "
+        f'{{"guess": <a number between {obs.low:g} and {obs.high:g}>}}'
+    )
 
 
 class GuessAgent(Agent):
@@ -110,6 +122,8 @@ class GuessAgent(Agent):
                 error=f"model: {response.error}",
             )
         parsed = parse_guess(response.text, observation.low, observation.high)
+        if not parsed.valid and self.book.repair:
+            return await self._repair(request, response, parsed.reason, prompt, observation)
         return Decision(
             parsed.value,
             parsed.valid,
@@ -119,6 +133,46 @@ class GuessAgent(Agent):
             response.tokens_out,
             response.latency_s * 1000,
             None if parsed.valid else f"parse: {parsed.reason}",
+        )
+
+    async def _repair(
+        self,
+        request: ChatRequest,
+        first: ChatResponse,
+        reason: str | None,
+        prompt: Prompt,
+        obs: GuessObservation,
+    ) -> Decision:
+        """One repair call for an unusable answer; both texts are kept in ``raw_text``."""
+        messages = (
+            *request.messages,
+            ChatMessage("assistant", first.text),
+            ChatMessage("user", repair_instruction(reason, obs)),
+        )
+        retry = ChatRequest(
+            messages,
+            24,
+            None,
+            (request.seed or 0) + 1,
+            GUESS_ONLY_SCHEMA,
+            self.id,
+            request.persona,
+            request.meta,
+        )
+        second = await self.model.complete(retry)
+        parsed = parse_guess(second.text, obs.low, obs.high)
+        error = None if parsed.valid else f"parse: {parsed.reason} (after repair: {reason})"
+        if second.error is not None:
+            error = f"parse: {reason}; repair call failed: {second.error}"
+        return Decision(
+            parsed.value if second.error is None else None,
+            parsed.valid and second.error is None,
+            f"{first.text}{REPAIR_SEPARATOR}{second.text}",
+            f"{prompt.prompt_id}+repair",
+            first.tokens_in + second.tokens_in,
+            first.tokens_out + second.tokens_out,
+            (first.latency_s + second.latency_s) * 1000,
+            error,
         )
 
 
@@ -147,7 +201,7 @@ class GuessTwoThirds:
         models: Mapping[str, ModelClient],
     ) -> list[Agent]:
         personas = PersonaTable(population)
-        book = PromptBook(config.seed, config.game.max_tokens)
+        book = PromptBook(config.seed, config.game.max_tokens, config.game.repair)
         ids = population.column("agent_id").to_pylist()
         groups = population.column("group").to_pylist()
         model_names = population.column("model").to_pylist()
