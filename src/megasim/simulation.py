@@ -103,6 +103,9 @@ class Simulation:
         results = await self.runtime.step(step, self.env.snapshot(), self.progress)
         outcome = self.env.combine([r.partial for r in results])
         metrics = step_metrics(step, results, time.perf_counter() - started)
+        layer = await self.runtime.model_metrics()
+        if layer:
+            metrics["model_layer"] = layer  # cumulative counters since the run started
         metrics["outcome"] = outcome
         self.run_dir.append_metrics(metrics)
         await self.env.apply(step, outcome)

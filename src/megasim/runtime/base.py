@@ -60,6 +60,16 @@ class ShardStepResult:
     node: str | None = None  # the Ray node that ran the shard (None in the local runtime)
 
 
+def model_layer_metrics(models: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics_snapshot()`` of every client that has one (wrappers chain their inner's)."""
+    found: dict[str, Any] = {}
+    for name, model in models.items():
+        snapshot = getattr(model, "metrics_snapshot", None)
+        if callable(snapshot):
+            found[name] = snapshot()
+    return found
+
+
 class Runtime(Protocol):
     """Runs shards. ``LocalRuntime`` in-process; ``RayRuntime`` (issue 4) in Ray actors."""
 
@@ -68,6 +78,10 @@ class Runtime(Protocol):
     async def step(
         self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
     ) -> list[ShardStepResult]: ...
+
+    async def model_metrics(self) -> dict[str, Any]:
+        """Model-layer counters (merges, cache hits, endpoints) by model name, if any."""
+        ...
 
     async def save(self, directory: Path) -> None:
         """Every shard writes its agents' state into a checkpoint folder."""

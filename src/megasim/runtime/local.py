@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
-from megasim.runtime.base import ProgressFn, ShardStepResult
+from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.shard import AgentShard
 from megasim.store.run_dir import RunDirectory
@@ -72,6 +72,9 @@ class LocalRuntime:
         return list(
             await asyncio.gather(*(s.step(step, env_snapshot, progress) for s in self.shards))
         )
+
+    async def model_metrics(self) -> dict[str, Any]:
+        return model_layer_metrics(self.models)
 
     async def save(self, directory: Path) -> None:
         for shard in self.shards:

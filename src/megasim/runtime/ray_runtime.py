@@ -27,7 +27,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from megasim.config import SimulationConfig
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
-from megasim.runtime.base import ProgressFn, ShardStepResult
+from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used, shard_slices
 from megasim.runtime.shard import AgentShard
@@ -76,6 +76,9 @@ class ShardActor:
             "cpu_percent": self.process.cpu_percent(),
             "rss_mb": self.process.memory_info().rss / 2**20,
         }
+
+    def model_metrics(self) -> dict[str, Any]:
+        return model_layer_metrics(self.models)
 
     def save(self, directory: str) -> int:
         return self.shard.save_states(Path(directory))
@@ -196,6 +199,11 @@ class RayRuntime:
                 self.health[index] = health
                 if progress is not None:
                     progress(index, int(health["done"]))
+
+    async def model_metrics(self) -> dict[str, Any]:
+        """Per shard, since each actor has its own clients (and endpoints' view)."""
+        snapshots = await asyncio.gather(*(a.model_metrics.remote() for a in self.actors))
+        return {f"shard={i}": s for i, s in enumerate(snapshots) if s}
 
     # --- checkpoints -----------------------------------------------------------------
     async def save(self, directory: Path) -> None:
