@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -17,6 +18,7 @@ from megasim.model.config import (
     SurrogateModelConfig,
 )
 from megasim.model.factory import build_model, build_models
+from megasim.model.merge import MergingModel
 from megasim.model.openai_backend import OpenAIModel
 from megasim.model.retry import RetryingModel
 from megasim.model.scripted import ScriptedModel
@@ -50,8 +52,15 @@ def fake_local(monkeypatch: pytest.MonkeyPatch) -> type[FakeLocal]:
     return FakeLocal
 
 
+def unwrap(model: ModelClient) -> ModelClient:
+    """Real backends come as Merge(Retry(backend)); these tests look at the retry layer."""
+    if isinstance(model, MergingModel):
+        return model.inner
+    return model
+
+
 def test_surrogate_is_built_directly() -> None:
-    model = build_model("sur", SurrogateModelConfig(backend="surrogate", latency_s=0.25))
+    model = unwrap(build_model("sur", SurrogateModelConfig(backend="surrogate", latency_s=0.25)))
     assert isinstance(model, SurrogateModel)
     assert isinstance(model, ModelClient)
     assert model.name == "sur"
@@ -62,7 +71,7 @@ def test_surrogate_is_built_directly() -> None:
 
 
 async def test_scripted_is_built_directly_with_its_responses() -> None:
-    model = build_model("s", ScriptedModelConfig(backend="scripted", responses=["1", "2"]))
+    model = unwrap(build_model("s", ScriptedModelConfig(backend="scripted", responses=["1", "2"])))
     assert isinstance(model, ScriptedModel)
     assert model.name == "s"
     request = ChatRequest(messages=(ChatMessage("user", "hi"),), agent_id=1)
@@ -83,7 +92,7 @@ def test_local_is_wrapped_in_retrying_model(fake_local: type[FakeLocal]) -> None
         max_tokens=40,
         retries=5,
     )
-    model = build_model("loc", config)
+    model = unwrap(build_model("loc", config))
     assert isinstance(model, RetryingModel)
     assert model.retries == 5
     assert model.name == "loc"
@@ -103,7 +112,7 @@ def test_local_is_wrapped_in_retrying_model(fake_local: type[FakeLocal]) -> None
 
 
 def test_local_defaults(fake_local: type[FakeLocal]) -> None:
-    model = build_model("smollm2", LocalModelConfig(backend="local"))
+    model = unwrap(build_model("smollm2", LocalModelConfig(backend="local")))
     assert isinstance(model, RetryingModel)
     assert model.retries == 3
     (inner,) = fake_local.instances
@@ -127,7 +136,7 @@ async def test_openai_builds_without_network(monkeypatch: pytest.MonkeyPatch) ->
         max_tokens=30,
         retries=0,
     )
-    model = build_model("remote", config)
+    model = unwrap(build_model("remote", config))
     assert isinstance(model, RetryingModel)
     assert model.retries == 0
     assert model.name == "remote"
@@ -149,17 +158,21 @@ async def test_openai_builds_without_network(monkeypatch: pytest.MonkeyPatch) ->
 
 async def test_openai_without_key_uses_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    model = build_model(
-        "o", OpenAIModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    model = unwrap(
+        build_model(
+            "o", OpenAIModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+        )
     )
     assert isinstance(model, RetryingModel)
     assert isinstance(model.inner, OpenAIModel)
     assert model.inner._client.api_key == "not-needed"
-    no_env = build_model(
-        "o2",
-        OpenAIModelConfig(
-            backend="openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None
-        ),
+    no_env = unwrap(
+        build_model(
+            "o2",
+            OpenAIModelConfig(
+                backend="openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None
+            ),
+        )
     )
     assert isinstance(no_env, RetryingModel)
     assert isinstance(no_env.inner, OpenAIModel)
@@ -269,3 +282,20 @@ def test_parallel_zero_is_rejected() -> None:
 def test_field_errors_name_the_field(data: dict[str, Any], field: str) -> None:
     errors = _errors({"m": data})
     assert any(field in e["loc"] for e in errors), errors
+
+
+def test_merge_and_cache_wrappers(tmp_path: Path) -> None:
+    from megasim.model.cache import CachingModel
+
+    config = OpenAIModelConfig(
+        backend="openai", base_url="http://127.0.0.1:9/v1", model="m", cache=str(tmp_path / "c.db")
+    )
+    model = build_model("o", config)
+    assert isinstance(model, CachingModel)
+    assert isinstance(model.inner, MergingModel)
+    assert isinstance(model.inner.inner, RetryingModel)
+    assert model.inner.max_n > 1  # the openai backend can answer n samples in one call
+    plain = build_model(
+        "o", OpenAIModelConfig(backend="openai", base_url="http://x/v1", model="m", merge=False)
+    )
+    assert isinstance(plain, RetryingModel)

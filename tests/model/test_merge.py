@@ -110,3 +110,29 @@ async def test_real_local_model_merges() -> None:
     assert all(r.ok and r.text for r in responses)
     assert sum(r.tokens_in for r in responses) > 0
     assert len({r.text for r in responses}) > 1  # sampled independently
+
+
+async def test_merging_over_http_sends_one_request_with_n() -> None:
+    """Identical requests through the real client stack reach the server as one call."""
+    from megasim.model.config import OpenAIModelConfig
+    from megasim.model.factory import build_model
+    from megasim.model.fake_server import FakeServer
+
+    async with FakeServer(latency_s=0.05, slots=8) as server:
+        config = OpenAIModelConfig(
+            backend="openai", base_url=server.base_url, model="m", api_key_env=None
+        )
+        model = build_model("o", config)
+        try:
+            responses = await asyncio.gather(
+                *(
+                    model.complete(ChatRequest((ChatMessage("user", "q"),), 8, None, i))
+                    for i in range(12)
+                )
+            )
+        finally:
+            await model.aclose()
+        assert server.counts["requests"] == 1
+        assert all(r.ok and r.text for r in responses)
+        snapshot = model.metrics_snapshot()  # type: ignore[attr-defined]
+        assert snapshot["merge"] == {"requests": 12, "calls": 1, "merged": 11}

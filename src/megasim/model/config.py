@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _ModelBase(BaseModel):
@@ -14,6 +14,13 @@ class _ModelBase(BaseModel):
     max_tokens: int | None = Field(None, gt=0, description="None: the scenario decides")
     structured: bool = Field(True, description="ask for JSON output where the backend can")
     retries: int = Field(3, ge=0, le=20, description="extra attempts after a failed call")
+    merge: bool = Field(
+        True, description="identical in-flight requests share one call with n samples"
+    )
+    merge_window_s: float = Field(0.005, ge=0, le=1.0, description="how long a merge waits")
+    cache: str | None = Field(
+        None, description="SQLite file of cached responses: reruns with the same seed replay"
+    )
 
 
 class LocalModelConfig(_ModelBase):
@@ -26,15 +33,78 @@ class LocalModelConfig(_ModelBase):
     threads: int | None = Field(None, ge=1)
 
 
+class EndpointConfig(BaseModel):
+    """One replica of an OpenAI-compatible model: its base URL and concurrency cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(min_length=1)
+    max_concurrency: int | None = Field(
+        None, ge=1, description="calls in flight at most; None: the model's max_concurrency"
+    )
+
+
 class OpenAIModelConfig(_ModelBase):
-    """Any OpenAI-compatible endpoint: vLLM, Ollama, llama-server, OpenAI, DashScope."""
+    """Any OpenAI-compatible endpoint: vLLM, Ollama, llama-server, OpenAI, DashScope.
+
+    Give either ``base_url`` (one endpoint) or ``endpoints`` (a pool of replicas of the
+    same model, balanced by calls in flight; see docs/models.md), never both."""
 
     backend: Literal["openai"]
-    base_url: str
+    base_url: str | None = Field(None, min_length=1, description="one endpoint")
+    endpoints: list[EndpointConfig] | None = Field(
+        None, min_length=1, validate_default=True, description="several endpoints"
+    )
     model: str
     api_key_env: str | None = Field("OPENAI_API_KEY", description="env var holding the key")
-    max_concurrency: int = Field(16, ge=1)
+    max_concurrency: int = Field(16, ge=1, description="per endpoint, unless it sets its own")
     timeout_s: float = Field(60.0, gt=0)
+    max_retry_after_s: float = Field(
+        120.0, ge=0, description="a longer Retry-After fails the call instead of waiting"
+    )
+    dead_after: int = Field(
+        3,
+        ge=1,
+        description="failures in a row (timeout, connection, 5xx) that take an "
+        "endpoint out of rotation",
+    )
+    probe_initial_s: float = Field(0.5, gt=0, description="first health probe of a dead one")
+    probe_max_s: float = Field(10.0, gt=0, description="longest wait between health probes")
+    unavailable_timeout_s: float = Field(
+        30.0, ge=0, description="how long a request waits when every endpoint is dead"
+    )
+    health_path: str = Field("/health", description="probed at the base URL's root")
+    http_client: Literal["fast", "httpx"] = Field(
+        "httpx",
+        description="httpx (default): the well-kept library (proxies, HTTP quirks); fast: "
+        "megasim's lean HTTP/1.1 transport for http:// endpoints, ~1 ms less CPU per call "
+        "(see docs/benchmarks.md), opt-in",
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _one_form(
+        cls, endpoints: list[EndpointConfig] | None, info: ValidationInfo
+    ) -> list[EndpointConfig] | None:
+        base_url = info.data.get("base_url")
+        if endpoints is None:
+            if base_url is None and "base_url" in info.data:
+                raise ValueError("give base_url (one endpoint) or endpoints (several)")
+            return None
+        if base_url is not None:
+            raise ValueError("give base_url or endpoints, not both")
+        urls = [e.base_url.rstrip("/") for e in endpoints]
+        duplicates = sorted({u for u in urls if urls.count(u) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate base_url: {', '.join(duplicates)}")
+        return endpoints
+
+    def endpoint_list(self) -> list[tuple[str, int]]:
+        """``(base_url, max_concurrency)`` of every endpoint, the shorthand included."""
+        if self.endpoints is None:
+            assert self.base_url is not None  # the validator admits nothing else
+            return [(self.base_url, self.max_concurrency)]
+        return [(e.base_url, e.max_concurrency or self.max_concurrency) for e in self.endpoints]
 
 
 class SurrogateModelConfig(_ModelBase):

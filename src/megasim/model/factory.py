@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from megasim.model.base import ModelClient
 from megasim.model.config import (
@@ -40,22 +41,68 @@ def build_model(name: str, config: ModelConfig) -> ModelClient:
             max_tokens_cap=config.max_tokens,
         )
     elif isinstance(config, OpenAIModelConfig):
+        inner = _build_openai(name, config)
+        retrying = RetryingModel(
+            inner, retries=config.retries, max_retry_after_s=config.max_retry_after_s
+        )
+        return _wrap(retrying, config)
+    else:  # pragma: no cover - the discriminated union admits nothing else
+        raise TypeError(f"unknown model config {config!r}")
+    return _wrap(RetryingModel(inner, retries=config.retries), config)
+
+
+def _wrap(client: ModelClient, config: LocalModelConfig | OpenAIModelConfig) -> ModelClient:
+    """Cache(Merge(Retry(backend))): a cache hit costs nothing; misses are merged; a merged
+    call is retried as a whole."""
+    if config.merge:
+        from megasim.model.merge import MergingModel
+
+        client = MergingModel(client, window_s=config.merge_window_s)
+    if config.cache is not None:
+        from megasim.model.cache import CachingModel
+
+        client = CachingModel(client, Path(config.cache))
+    return client
+
+
+def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
+    """``base_url``: one OpenAIModel; ``endpoints``: an EndpointPool (balancing, dead
+    endpoints taken out and probed back). Both keep metrics (``metrics_snapshot()``)."""
+    if config.endpoints is None:
         from megasim.model.openai_backend import OpenAIModel
 
-        inner = OpenAIModel(
+        ((base_url, max_concurrency),) = config.endpoint_list()
+        return OpenAIModel(
             name=name,
-            base_url=config.base_url,
+            base_url=base_url,
             model=config.model,
             api_key_env=config.api_key_env,
-            max_concurrency=config.max_concurrency,
+            max_concurrency=max_concurrency,
             timeout_s=config.timeout_s,
             structured=config.structured,
             temperature=config.temperature,
             max_tokens_cap=config.max_tokens,
+            http_client=config.http_client,
         )
-    else:  # pragma: no cover - the discriminated union admits nothing else
-        raise TypeError(f"unknown model config {config!r}")
-    return RetryingModel(inner, retries=config.retries)
+    from megasim.model.pool import EndpointPool, EndpointSpec
+
+    return EndpointPool(
+        name=name,
+        endpoints=[EndpointSpec(url, cap) for url, cap in config.endpoint_list()],
+        model=config.model,
+        api_key_env=config.api_key_env,
+        timeout_s=config.timeout_s,
+        structured=config.structured,
+        temperature=config.temperature,
+        max_tokens_cap=config.max_tokens,
+        dead_after=config.dead_after,
+        probe_initial_s=config.probe_initial_s,
+        probe_max_s=config.probe_max_s,
+        unavailable_timeout_s=config.unavailable_timeout_s,
+        max_retry_after_s=config.max_retry_after_s,
+        health_path=config.health_path,
+        http_client=config.http_client,
+    )
 
 
 def build_models(configs: Mapping[str, ModelConfig], names: set[str]) -> dict[str, ModelClient]:

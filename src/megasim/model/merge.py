@@ -162,7 +162,8 @@ class MergingModel:
                 waiter.set_result(response)
 
     def metrics_snapshot(self) -> dict[str, Any]:
-        return {"merge": self.stats.snapshot()}
+        inner = getattr(self.inner, "metrics_snapshot", None)
+        return {"merge": self.stats.snapshot(), **(inner() if callable(inner) else {})}
 
     async def aclose(self) -> None:
         await self.inner.aclose()

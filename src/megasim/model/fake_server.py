@@ -1,0 +1,561 @@
+"""A real OpenAI-compatible HTTP server for tests and benchmarks (stdlib asyncio only).
+
+It speaks enough HTTP/1.1 for httpx, the openai client and curl (keep-alive, requests
+with a Content-Length, one request at a time per connection) and serves::
+
+    POST /v1/chat/completions   (also /chat/completions)
+    GET  /health                (also /v1/health)
+    GET  /v1/models
+    GET  /stats                 this server's counters, as JSON
+
+Behaviour is configurable, and every attribute may be changed while it runs (``slots``
+takes effect at the next start):
+
+- ``latency_s``: how long a request is "processed"; ``slots``: how many are processed at
+  once (the rest queue, FIFO). ``max_concurrency`` records the most ever processed at once.
+- failure rates (fractions of chat requests, drawn from a seeded RNG): ``fail_500``,
+  ``fail_503``, ``fail_429`` (with a ``Retry-After: <retry_after_s>`` header), ``malformed``
+  (HTTP 200 with a truncated JSON body, after the latency), ``hang`` (never answers; the
+  connection stays open until the client gives up or the server stops). ``script`` lists
+  outcomes (``"ok"``, ``"500"``, ``"503"``, ``"429"``, ``"malformed"``, ``"hang"``) for the
+  first requests, before the rates apply.
+- a client that closes its connection abandons its request (counted ``abandoned``), as
+  vLLM does, so a cancelled call does not keep a slot busy.
+- answers: ``n`` choices; with ``response_format`` the content is ``{"guess": <number>}``,
+  else prose; the number is a function of the request's ``seed`` and the choice index.
+  ``usage`` counts about four characters per token.
+
+Counters (``counts``): ``requests`` (chat requests received), one per outcome (``ok``,
+``500``, ``503``, ``429``, ``malformed``, ``hang``, ``abandoned``, ``bad_request``), and
+``not_found``, ``health``, ``connections``.
+
+Use it as ``async with FakeServer(...) as server: server.base_url`` (same event loop), as
+``with FakeServer(...) as server:`` (its own event loop in a background thread, for sync
+code), or from a shell::
+
+    python -m megasim.model.fake_server --port 8000 --slots 256 --latency 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Iterable
+from types import TracebackType
+from typing import Any
+
+from megasim.seeding import mix64
+
+OUTCOMES = ("ok", "500", "503", "429", "malformed", "hang")
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    431: "Request Header Fields Too Large",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_MAX_HEAD = 65_536
+_Reply = tuple[int, bytes, str]  # status, body, extra header lines
+_MALFORMED_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind'
+
+
+def fake_guess(seed: int, index: int = 0) -> float:
+    """The number the fake server answers for ``seed`` and choice ``index`` (0..100)."""
+    return (mix64(seed * 1_000_003 + index) % 10_001) / 100
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class FakeServer:
+    """An OpenAI-compatible server on 127.0.0.1 (a free port unless ``port`` is given).
+
+    After the first start its port is fixed, so ``stop()`` then ``start()`` brings it back
+    on the same address (what a restarted replica looks like to clients).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_s: float = 0.0,
+        slots: int | None = None,
+        fail_500: float = 0.0,
+        fail_503: float = 0.0,
+        fail_429: float = 0.0,
+        retry_after_s: float = 1.0,
+        malformed: float = 0.0,
+        hang: float = 0.0,
+        script: Iterable[str] = (),
+        model: str = "fake-model",
+        rng_seed: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency_s = latency_s
+        self.slots = slots
+        self.fail_500 = fail_500
+        self.fail_503 = fail_503
+        self.fail_429 = fail_429
+        self.retry_after_s = retry_after_s
+        self.malformed = malformed
+        self.hang = hang
+        self.script: deque[str] = deque(script)
+        for outcome in self.script:
+            if outcome not in OUTCOMES:
+                raise ValueError(f"script: unknown outcome {outcome!r} (known: {OUTCOMES})")
+        self.model = model
+        self._rng = random.Random(rng_seed)
+        self._unseeded = 0
+        self.counts: Counter[str] = Counter()
+        self.last_request: dict[str, Any] | None = None  # the last valid chat request body
+        self.in_flight = 0  # requests being processed (holding a slot)
+        self.queued = 0  # requests waiting for a slot
+        self.max_concurrency = 0
+        self.open_connections = 0
+        self._server: asyncio.Server | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._connections: set[_Connection] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (the server root: /health lives here)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port/v1``: what an OpenAI client's ``base_url`` should be."""
+        return f"{self.url}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> FakeServer:
+        if self._server is not None:
+            raise RuntimeError("the fake server is already running")
+        self._slots = asyncio.Semaphore(self.slots) if self.slots else None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=4096
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection (hung and queued requests included)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        tasks = [c.task for c in self._connections if c.task is not None]
+        for connection in list(self._connections):
+            connection.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+        deadline = time.monotonic() + 1.0
+        while self._connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)  # sockets close on the loop's next turns
+
+    async def __aenter__(self) -> FakeServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start_in_thread(self) -> FakeServer:
+        """Run the server on its own event loop in a daemon thread (for sync code)."""
+        if self._thread is not None:
+            raise RuntimeError("the fake server already runs in a thread")
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name=f"fake-server-{self.port}", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            self._thread = self._loop = None
+            raise failure[0]
+        return self
+
+    def stop_in_thread(self) -> None:
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._thread = self._loop = None
+
+    def __enter__(self) -> FakeServer:
+        return self.start_in_thread()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_in_thread()
+
+    # -- counters ----------------------------------------------------------------------
+
+    @property
+    def requests(self) -> int:
+        """Chat completion requests received (every outcome)."""
+        return self.counts["requests"]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "in_flight": self.in_flight,
+            "queued": self.queued,
+            "max_concurrency": self.max_concurrency,
+            "open_connections": self.open_connections,
+        }
+
+    def reset_counts(self) -> None:
+        self.counts.clear()
+        self.max_concurrency = self.in_flight
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, body: bytes) -> _Reply | Awaitable[_Reply | None]:
+        """The reply to one request: at once, or an awaitable (chat; None: never answer)."""
+        if path in ("/v1/chat/completions", "/chat/completions"):
+            if method != "POST":
+                return 405, _error("use POST", 405), ""
+            return self._chat(body)
+        if method == "GET" and path in ("/health", "/v1/health"):
+            self.counts["health"] += 1
+            return 200, b'{"status": "ok"}', ""
+        if method == "GET" and path in ("/v1/models", "/models"):
+            models = {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+            return 200, json.dumps(models).encode(), ""
+        if method == "GET" and path == "/stats":
+            return 200, json.dumps(self.stats()).encode(), ""
+        self.counts["not_found"] += 1
+        return 404, _error(f"no route for {method} {path}", 404), ""
+
+    def _draw(self) -> str:
+        if self.script:
+            return self.script.popleft()
+        u = self._rng.random()
+        for outcome, rate in (
+            ("hang", self.hang),
+            ("malformed", self.malformed),
+            ("429", self.fail_429),
+            ("503", self.fail_503),
+            ("500", self.fail_500),
+        ):
+            if u < rate:
+                return outcome
+            u -= rate
+        return "ok"
+
+    async def _chat(self, raw: bytes) -> _Reply | None:
+        self.counts["requests"] += 1
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+            if not isinstance(messages, list) or not messages:
+                raise ValueError("messages must be a non-empty list")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.counts["bad_request"] += 1
+            return 400, _error(f"invalid request: {exc}", 400), ""
+        self.last_request = body
+        outcome = self._draw()
+        if outcome == "hang":
+            self.counts["hang"] += 1
+            return None
+        if outcome in ("500", "503"):
+            self.counts[outcome] += 1
+            status = int(outcome)
+            return status, _error(f"fake failure {status}", status), ""
+        if outcome == "429":
+            self.counts["429"] += 1
+            after = self.retry_after_s
+            value = str(int(after)) if float(after).is_integer() else f"{after:g}"
+            return 429, _error("rate limited", 429), f"Retry-After: {value}\r\n"
+        try:
+            await self._process()
+        except asyncio.CancelledError:
+            self.counts["abandoned"] += 1  # the client went away (as vLLM, stop working)
+            raise
+        self.counts[outcome] += 1
+        if outcome == "malformed":
+            return 200, _MALFORMED_BODY, ""
+        return 200, self._completion(body), ""
+
+    async def _process(self) -> None:
+        """Hold a slot for ``latency_s`` (queueing while every slot is busy)."""
+        slots = self._slots
+        if slots is not None:
+            self.queued += 1
+            try:
+                await slots.acquire()
+            finally:
+                self.queued -= 1
+        self.in_flight += 1
+        self.max_concurrency = max(self.max_concurrency, self.in_flight)
+        try:
+            if self.latency_s > 0:
+                await asyncio.sleep(self.latency_s)
+        finally:
+            self.in_flight -= 1
+            if slots is not None:
+                slots.release()
+
+    def _completion(self, body: dict[str, Any]) -> bytes:
+        seed = body.get("seed")
+        if not isinstance(seed, int):
+            self._unseeded += 1
+            seed = -self._unseeded
+        n = body.get("n") or 1
+        structured = body.get("response_format") is not None
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30
+        choices = []
+        completion_tokens = 0
+        for index in range(int(n)):
+            guess = fake_guess(seed, index)
+            content = json.dumps({"guess": guess}) if structured else f"My guess is {guess}."
+            completion_tokens += min(_tokens(content), int(max_tokens))
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            )
+        prompt_tokens = sum(
+            _tokens(str(m.get("content", ""))) + 3 for m in body["messages"] if isinstance(m, dict)
+        )
+        answer = {
+            "id": f"chatcmpl-fake-{self.counts['requests']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model") or self.model),
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return json.dumps(answer).encode()
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: requests in order (keep-alive), at most one at a time.
+
+    The client closing the connection abandons the request being processed, as real
+    servers (vLLM) do, so a cancelled call does not keep a slot busy."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self.hung = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        server = self.server
+        server._connections.add(self)
+        server.open_connections += 1
+        server.counts["connections"] += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.task is None and not self.hung:
+            self._next()
+
+    def eof_received(self) -> bool:
+        self.abandon()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.abandon()
+        server = self.server
+        if self in server._connections:
+            server._connections.discard(self)
+            server.open_connections -= 1
+
+    def abandon(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def close(self) -> None:
+        self.abandon()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _write(self, status: int, body: bytes, keep_alive: bool, extra: str = "") -> None:
+        assert self.transport is not None
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+        )
+        self.transport.write(head.encode("latin-1") + body)
+        if not keep_alive:
+            self.transport.close()
+
+    def _next(self) -> None:
+        """Serve the next complete request in the buffer, if there is one."""
+        buffer = self.buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > _MAX_HEAD:
+                self._write(431, _error("request head too large", 431), keep_alive=False)
+            return
+        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ", 2)
+        except ValueError:
+            self._write(400, _error("bad request line", 400), keep_alive=False)
+            return
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless told
+        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._write(411, _error("send a Content-Length", 411), keep_alive=False)
+            return
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            self._write(400, _error("bad Content-Length", 400), keep_alive=False)
+            return
+        if len(buffer) < end + 4 + length:
+            return  # the body is still on its way
+        body = bytes(buffer[end + 4 : end + 4 + length])
+        del buffer[: end + 4 + length]
+        path = target.split("?", 1)[0].rstrip("/")
+        reply = self.server._route(method, path, body)
+        if isinstance(reply, tuple):
+            self._reply(reply, keep_alive)
+            return
+        self.task = asyncio.get_running_loop().create_task(self._serve(reply, keep_alive))
+
+    def _reply(self, reply: _Reply, keep_alive: bool) -> None:
+        status, body, extra = reply
+        self._write(status, body, keep_alive, extra)
+        if keep_alive and self.buffer:
+            self._next()
+
+    async def _serve(self, pending: Awaitable[_Reply | None], keep_alive: bool) -> None:
+        try:
+            reply = await pending
+        except asyncio.CancelledError:
+            return  # abandoned by the client, or the server stops
+        finally:
+            self.task = None
+        if reply is None:
+            self.hung = True  # never answer; the client will give up and close
+            return
+        self._reply(reply, keep_alive)
+
+
+def _error(message: str, code: int) -> bytes:
+    kind = "server_error" if code >= 500 else "invalid_request_error"
+    return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m megasim.model.fake_server",
+        description="An OpenAI-compatible fake model server for tests and benchmarks.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--slots", type=int, default=None, help="requests processed at once")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--fail-500", type=float, default=0.0, help="fraction answered 500")
+    parser.add_argument("--fail-503", type=float, default=0.0, help="fraction answered 503")
+    parser.add_argument("--fail-429", type=float, default=0.0, help="fraction answered 429")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="429 Retry-After, s")
+    parser.add_argument("--malformed", type=float, default=0.0, help="fraction of broken JSON")
+    parser.add_argument("--hang", type=float, default=0.0, help="fraction never answered")
+    parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--rng-seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = FakeServer(
+        host=args.host,
+        port=args.port,
+        latency_s=args.latency,
+        slots=args.slots,
+        fail_500=args.fail_500,
+        fail_503=args.fail_503,
+        fail_429=args.fail_429,
+        retry_after_s=args.retry_after,
+        malformed=args.malformed,
+        hang=args.hang,
+        model=args.model,
+        rng_seed=args.rng_seed,
+    )
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on every platform
+            loop.add_signal_handler(sig, done.set)
+    async with server:
+        print(f"listening on {server.base_url}", flush=True)
+        await done.wait()
+        stats = server.stats()
+    print(json.dumps(stats), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    asyncio.run(_serve(_parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
