@@ -35,6 +35,12 @@ class TaskFreeDriver(Generic[T]):
             self.suspended += 1
             self.ever_suspended += 1
 
+    def resume_from(self, index: int, coro: Coroutine[Any, Any, T], yielded: Any) -> None:
+        """Adopt a coroutine the caller already sent into once and that yielded ``yielded``."""
+        if not self._wait_on(index, coro, yielded):
+            self.suspended += 1
+            self.ever_suspended += 1
+
     async def wait(self) -> None:
         """Return once every started coroutine has finished."""
         if self.suspended:
@@ -51,6 +57,10 @@ class TaskFreeDriver(Generic[T]):
         except Exception as exc:
             self._on_done(index, exc)
             return True
+        return self._wait_on(index, coro, yielded)
+
+    def _wait_on(self, index: int, coro: Coroutine[Any, Any, T], yielded: Any) -> bool:
+        """Arrange for ``coro`` to resume when ``yielded`` completes; True if it ended."""
         if yielded is None:  # a bare yield, as in asyncio.sleep(0)
             self._loop.call_soon(self._resume, index, coro)
         elif getattr(yielded, "_asyncio_future_blocking", None) is not None:
