@@ -223,3 +223,17 @@ async def test_malformed_schema_is_rejected_not_raised(model: LocalModel) -> Non
     response = await model.complete(request)
     assert response.error is not None
     assert response.error.startswith("request rejected")
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_shared_system_prompt_is_not_paid_twice(model: LocalModel) -> None:
+    """llama.cpp reuses a slot's cached prompt prefix: a second agent with the same
+    system prompt (different question) pays only for the part that differs."""
+    system = ChatMessage("system", "You are a player in a number game with 100 players. " * 4)
+    first = ChatRequest(messages=(system, ChatMessage("user", "Your guess?")), max_tokens=4)
+    second = ChatRequest(messages=(system, ChatMessage("user", "Your number?")), max_tokens=4)
+    await model.complete(first)
+    again = await model.complete(second)
+    assert again.ok
+    assert again.tokens_cached > 0.5 * again.tokens_in

@@ -50,6 +50,7 @@ class ChatResponse:
     latency_s: float = 0.0
     error: str | None = None
     cached: bool = False  # replayed from the response cache, no model call made
+    tokens_cached: int = 0  # prompt tokens the server reused from its prefix cache
 
     @property
     def ok(self) -> bool:

@@ -138,12 +138,14 @@ class LocalModel:
             raise ModelError(f"llama.cpp error: {error or result}")
         usage = result.get("usage", {})
         choices = sorted(result["choices"], key=lambda c: int(c.get("index", 0)))
+        details = usage.get("prompt_tokens_details") or {}
         return fan_out(
             [str(c["message"].get("content") or "") for c in choices],
             self.name,
             int(usage.get("prompt_tokens", 0)),
             int(usage.get("completion_tokens", 0)),
             latency,
+            int(details.get("cached_tokens", 0) or 0),
         )
 
     def _rejected(self, reason: str, started: float) -> ChatResponse:

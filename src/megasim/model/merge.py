@@ -60,7 +60,12 @@ class MergeStats:
 
 
 def fan_out(
-    texts: list[str], model: str, tokens_in: int, tokens_out: int, latency_s: float
+    texts: list[str],
+    model: str,
+    tokens_in: int,
+    tokens_out: int,
+    latency_s: float,
+    tokens_cached: int = 0,
 ) -> list[ChatResponse]:
     """One response per choice of a call: prompt tokens on the first, completion tokens
     split evenly (remainder on the first), so the members' sums equal the call's usage."""
@@ -73,6 +78,7 @@ def fan_out(
             tokens_in=tokens_in if i == 0 else 0,
             tokens_out=share + (rest if i == 0 else 0),
             latency_s=latency_s,
+            tokens_cached=tokens_cached if i == 0 else 0,
         )
         for i, text in enumerate(texts)
     ]
