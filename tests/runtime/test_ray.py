@@ -68,11 +68,14 @@ def cluster() -> Iterator[str]:
     head += [*common, '--resources={"head_node": 1}', "--include-dashboard=false"]
     worker = [RAY, "start", f"--address={address}", *common, '--resources={"worker_node": 1}']
     worker += [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
-    lo = free_port() // 2 + 20000
-    worker += [f"--min-worker-port={lo}", f"--max-worker-port={lo + 400}"]
+    # worker processes' ports: below Linux's ephemeral range (32768+), where free_port()
+    # picks the others, so the two can never overlap
+    lo = 20000 + (os.getpid() % 50) * 200
+    worker += [f"--min-worker-port={lo}", f"--max-worker-port={lo + 199}"]
     try:
-        subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run(worker, env=env, check=True, capture_output=True, timeout=120)
+        for command in (head, worker):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
         yield address
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
