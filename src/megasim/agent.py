@@ -10,10 +10,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from megasim.message import Message
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from megasim.model.base import ModelClient
+    from megasim.runtime.mailbox import Mailbox
 
 
 class PersonaTable:
@@ -89,7 +92,7 @@ class Agent:
     stateless agents cost nothing for it.
     """
 
-    __slots__ = ("_personas", "group", "id", "model", "row", "state", "variant")
+    __slots__ = ("_personas", "group", "id", "mailbox", "model", "row", "state", "variant")
 
     def __init__(
         self,
@@ -107,6 +110,20 @@ class Agent:
         self.group = group
         self.variant = variant
         self.state: dict[str, Any] | None = None
+        self.mailbox: Mailbox | None = None  # set by the shard that holds the agent
+
+    def send(self, content: str, to: int | None = None, **metadata: Any) -> None:
+        """Message agent ``to`` (any shard), or broadcast to this agent's group if None;
+        delivered at the start of the next step."""
+        if self.mailbox is None:
+            raise RuntimeError(f"agent {self.id} is not in a shard: it cannot send messages")
+        group = self.group if to is None else None
+        self.mailbox.post(Message(self.id, content, to, self.mailbox.step, metadata, group))
+
+    @property
+    def inbox(self) -> list[Message]:
+        """Messages delivered to this agent for the current step."""
+        return self.mailbox.inbox(self.id, self.group) if self.mailbox is not None else []
 
     @property
     def persona(self) -> Persona:

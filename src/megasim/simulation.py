@@ -9,6 +9,7 @@ from typing import Any
 
 from megasim.config import SimulationConfig
 from megasim.env.base import Environment
+from megasim.message import Message
 from megasim.runtime.base import ModelStepStats, ProgressFn, Runtime, ShardStepResult
 from megasim.runtime.checkpoint import CheckpointStore
 from megasim.store.run_dir import RunDirectory
@@ -82,11 +83,13 @@ class Simulation:
         self.history: list[StepOutcome] = []
         self._listeners: list[StepListener] = []
         self.checkpoints = CheckpointStore(run_dir.path)
+        self.in_flight: list[Message] = []  # sent last step, delivered with the next
 
     def resume_from(self, driver: Mapping[str, Any]) -> None:
         """Continue after a checkpointed step: environment state, step index and history."""
         self.env.restore(driver["env"])
         self.step_index = int(driver["step"])
+        self.in_flight = [Message.from_dict(m) for m in driver.get("messages", [])]
         self.history = [
             StepOutcome(step=int(h["step"]), outcome=h["outcome"], metrics=h["metrics"])
             for h in driver["history"]
@@ -100,9 +103,12 @@ class Simulation:
         """Run one step on every shard, combine, record metrics, update the environment."""
         step = self.step_index + 1
         started = time.perf_counter()
-        results = await self.runtime.step(step, self.env.snapshot(), self.progress)
+        inboxes = self.runtime.route(self.in_flight)
+        results = await self.runtime.step(step, self.env.snapshot(), self.progress, inboxes)
+        self.in_flight = [m for r in results for m in r.messages]
         outcome = self.env.combine([r.partial for r in results])
         metrics = step_metrics(step, results, time.perf_counter() - started)
+        metrics["messages"] = len(self.in_flight)
         layer = await self.runtime.model_metrics()
         if layer:
             metrics["model_layer"] = layer  # cumulative counters since the run started
@@ -126,6 +132,7 @@ class Simulation:
         driver = {
             "step": step,
             "env": self.env.snapshot(),
+            "messages": [m.to_dict() for m in self.in_flight],
             "history": [
                 {"step": h.step, "outcome": h.outcome, "metrics": h.metrics} for h in self.history
             ],

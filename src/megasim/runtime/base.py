@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from megasim.message import Message
 
 # Latency histogram: log-spaced edges from 0.1 ms to ~28 h; combinable across shards.
 LATENCY_EDGES_MS: npt.NDArray[np.float64] = np.logspace(-1, 8, 91)
@@ -58,6 +60,7 @@ class ShardStepResult:
     wall_s: float
     tasks: int  # agents that awaited I/O and needed a task
     node: str | None = None  # the Ray node that ran the shard (None in the local runtime)
+    messages: list[Message] = field(default_factory=list)  # sent this step, for routing
 
 
 def model_layer_metrics(models: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,8 +79,16 @@ class Runtime(Protocol):
     async def start(self) -> None: ...
 
     async def step(
-        self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
+        self,
+        step: int,
+        env_snapshot: Mapping[str, Any],
+        progress: ProgressFn | None = None,
+        inboxes: Mapping[int, list[Message]] | None = None,
     ) -> list[ShardStepResult]: ...
+
+    def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
+        """Sort messages by the shard holding their receiver (broadcasts: every shard)."""
+        ...
 
     async def model_metrics(self) -> dict[str, Any]:
         """Model-layer counters (merges, cache hits, endpoints) by model name, if any."""

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
 from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
+from megasim.runtime.mailbox import MessageRouter
 from megasim.runtime.shard import AgentShard
 from megasim.store.run_dir import RunDirectory
 
@@ -65,12 +68,28 @@ class LocalRuntime:
             agents = self.scenario.build_agents(self.config, part, self.models)
             env = self.scenario.build_env(self.config, self.population)
             self.shards.append(AgentShard(index, agents, env, self.run_dir))
+        self.router = MessageRouter(
+            [np.asarray([a.id for a in shard.agents], dtype=np.int64) for shard in self.shards]
+        )
+
+    def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
+        return self.router.route(messages)
 
     async def step(
-        self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
+        self,
+        step: int,
+        env_snapshot: Mapping[str, Any],
+        progress: ProgressFn | None = None,
+        inboxes: Mapping[int, list[Message]] | None = None,
     ) -> list[ShardStepResult]:
+        inboxes = inboxes or {}
         return list(
-            await asyncio.gather(*(s.step(step, env_snapshot, progress) for s in self.shards))
+            await asyncio.gather(
+                *(
+                    s.step(step, env_snapshot, progress, inboxes.get(s.index, []))
+                    for s in self.shards
+                )
+            )
         )
 
     async def model_metrics(self) -> dict[str, Any]:

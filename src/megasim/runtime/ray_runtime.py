@@ -15,21 +15,24 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pyarrow as pa
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from megasim.config import SimulationConfig
+from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
 from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used, shard_slices
+from megasim.runtime.mailbox import MessageRouter
 from megasim.runtime.shard import AgentShard
 from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
@@ -58,9 +61,11 @@ class ShardActor:
     def _progress(self, _: int, done: int) -> None:
         self.done = done
 
-    async def step(self, step: int, snapshot: Mapping[str, Any]) -> ShardStepResult:
+    async def step(
+        self, step: int, snapshot: Mapping[str, Any], inbox: list[Message]
+    ) -> ShardStepResult:
         self.step_no, self.done = step, 0
-        result = await self.shard.step(step, snapshot, self._progress)
+        result = await self.shard.step(step, snapshot, self._progress, inbox)
         result.node = ray.get_runtime_context().get_node_id()
         return result
 
@@ -116,6 +121,13 @@ class RayRuntime:
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         self.slices = shard_slices(self.population.num_rows, shards)
         self.actors = [self._spawn(index) for index in range(shards)]
+        ids = self.population.column("agent_id").to_numpy()
+        self.router = MessageRouter(
+            [
+                np.asarray(ids[offset : offset + length], dtype=np.int64)
+                for offset, length in self.slices
+            ]
+        )
         # wait until every actor is built (model servers loaded, agents created)
         await asyncio.gather(*(actor.health.remote() for actor in self.actors))
 
@@ -148,24 +160,39 @@ class RayRuntime:
             ray.shutdown()
 
     # --- steps -----------------------------------------------------------------------
+    def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
+        return self.router.route(messages)
+
     async def step(
-        self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
+        self,
+        step: int,
+        env_snapshot: Mapping[str, Any],
+        progress: ProgressFn | None = None,
+        inboxes: Mapping[int, list[Message]] | None = None,
     ) -> list[ShardStepResult]:
         snapshot = dict(env_snapshot)
+        inboxes = inboxes or {}
         poller = asyncio.create_task(self._poll(progress))
         try:
             results = await asyncio.gather(
-                *(self._step_shard(index, step, snapshot) for index in range(len(self.actors)))
+                *(
+                    self._step_shard(index, step, snapshot, inboxes.get(index, []))
+                    for index in range(len(self.actors))
+                )
             )
         finally:
             poller.cancel()
         return list(results)
 
-    async def _step_shard(self, index: int, step: int, snapshot: dict[str, Any]) -> ShardStepResult:
+    async def _step_shard(
+        self, index: int, step: int, snapshot: dict[str, Any], inbox: list[Message]
+    ) -> ShardStepResult:
         restarts = 0
         while True:
             try:
-                result: ShardStepResult = await self.actors[index].step.remote(step, snapshot)
+                result: ShardStepResult = await self.actors[index].step.remote(
+                    step, snapshot, inbox
+                )
                 return result
             except _LOST as exc:
                 if restarts >= self.config.runtime.max_shard_restarts:

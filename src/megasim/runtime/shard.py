@@ -26,9 +26,11 @@ import pyarrow.compute as pc
 
 from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment
+from megasim.message import Message
 from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats, ProgressFn, ShardStepResult
 from megasim.runtime.checkpoint import write_agent_states
 from megasim.runtime.driver import TaskFreeDriver
+from megasim.runtime.mailbox import Mailbox
 from megasim.store.run_dir import RunDirectory
 from megasim.store.schema import DECISION_SCHEMA
 
@@ -53,6 +55,9 @@ class AgentShard:
         self.agents = list(agents)
         self.env = env
         self.run_dir = run_dir
+        self.mailbox = Mailbox()
+        for agent in self.agents:
+            agent.mailbox = self.mailbox
 
     def save_states(self, directory: Path) -> int:
         """Write the state of every agent that has one into a checkpoint folder."""
@@ -66,11 +71,17 @@ class AgentShard:
             agent.state = dict(state) if state is not None else None
 
     async def step(
-        self, step: int, env_snapshot: Mapping[str, Any], progress: ProgressFn | None = None
+        self,
+        step: int,
+        env_snapshot: Mapping[str, Any],
+        progress: ProgressFn | None = None,
+        inbox: Sequence[Message] = (),
     ) -> ShardStepResult:
         started = time.perf_counter()
         self.env.restore(env_snapshot)
         self.env.prepare()
+        self.mailbox.step = step
+        self.mailbox.deliver(inbox)
         decisions, tasks = await self._run_agents(progress)
         table = pa.Table.from_pydict(self._columns(step, decisions), schema=DECISION_SCHEMA)
         del decisions  # the table holds everything from here on
@@ -83,6 +94,7 @@ class AgentShard:
             models=model_stats(table),
             wall_s=time.perf_counter() - started,
             tasks=tasks,
+            messages=self.mailbox.collect(),
         )
 
     async def _run_agents(self, progress: ProgressFn | None) -> tuple[list[Decision], int]:
