@@ -146,6 +146,11 @@ async def test_killed_shard_actor_is_rebuilt_and_step_rerun(cluster: str, tmp_pa
         await sim.step()
         await killer
         await sim.step()
+        # per-shard progress and health were polled while the steps ran
+        health = runtime.health[0]
+        expected = {"agents", "step", "done", "node", "cpu_percent", "rss_mb"}
+        assert expected | {"model_calls_in_flight"} <= set(health)
+        assert health["agents"] == 200
     finally:
         await runtime.close()
     unbroken_config = SimulationConfig.model_validate(config_data(tmp_path, rounds=3))

@@ -80,6 +80,10 @@ class ShardActor:
             "pid": os.getpid(),
             "cpu_percent": self.process.cpu_percent(),
             "rss_mb": self.process.memory_info().rss / 2**20,
+            "model_calls_in_flight": sum(
+                int(snapshot.get("in_flight", 0))
+                for snapshot in model_layer_metrics(self.models).values()
+            ),
         }
 
     def model_metrics(self) -> dict[str, Any]:
