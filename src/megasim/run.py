@@ -132,7 +132,9 @@ async def resume_simulation(
     """Continue a run from its last complete checkpoint (or from the start if it has none).
 
     Decisions of steps after the checkpoint (a step interrupted mid-way) are discarded and
-    rerun, so none is lost and none counted twice; the seeds make the rerun identical.
+    rerun, so none is lost and none counted twice. With scripted and surrogate models the
+    seeds make the rerun identical; a real LLM resamples the rerun step (merged calls
+    assign samples in arrival order), unless the response cache holds its answers.
     """
     run_dir = RunDirectory(run_path)
     config = load_run_config(run_path, overrides)

@@ -58,3 +58,15 @@ async def test_failures_are_not_cached(tmp_path: Path) -> None:
     await model.complete(req(1))
     assert inner.calls == 2
     await model.aclose()
+
+
+async def test_a_different_model_behind_the_name_misses(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    first = CachingModel(Counting(), path, fingerprint='{"temperature": 0.7}')
+    await first.complete(req(1))
+    await first.aclose()
+    inner = Counting()
+    changed = CachingModel(inner, path, fingerprint='{"temperature": 0.0}')
+    await changed.complete(req(1))
+    assert inner.calls == 1  # not replayed from a different configuration
+    await changed.aclose()

@@ -191,3 +191,26 @@ async def test_aclose_closes_inner() -> None:
     inner = Flaky(0)
     await RetryingModel(inner, retries=3, **FAST).aclose()
     assert inner.closed
+
+
+async def test_failed_merged_call_counts_every_member() -> None:
+    from megasim.model.base import ChatMessage, ChatRequest, ModelError
+
+    class AlwaysDown:
+        name = "down"
+        immediate = False
+
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            raise ModelError("503")
+
+        async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+            raise ModelError("503")
+
+        async def aclose(self) -> None:
+            return None
+
+    model = RetryingModel(AlwaysDown(), retries=0)
+    responses = await model.complete_n(ChatRequest((ChatMessage("user", "q"),)), 5)
+    assert len(responses) == 5
+    assert len({id(r) for r in responses}) == 5
+    assert model.metrics.snapshot()["requests"] == 5

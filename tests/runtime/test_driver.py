@@ -82,3 +82,19 @@ async def test_many_waiters_on_timers_overlap() -> None:
 async def test_wait_with_nothing_pending_returns() -> None:
     driver: TaskFreeDriver[int] = TaskFreeDriver(lambda i, o: None)
     await driver.wait()
+
+
+async def test_cancelled_future_is_reported_not_hung() -> None:
+    results: dict[int, Any] = {}
+    loop = asyncio.get_running_loop()
+    doomed: asyncio.Future[None] = loop.create_future()
+
+    async def waits() -> int:
+        await doomed
+        return 1
+
+    driver: TaskFreeDriver[int] = TaskFreeDriver(lambda i, o: results.__setitem__(i, o))
+    driver.start(0, waits())
+    loop.call_later(0.01, doomed.cancel)
+    await asyncio.wait_for(driver.wait(), timeout=2)
+    assert isinstance(results[0], asyncio.CancelledError)

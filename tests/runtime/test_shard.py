@@ -89,3 +89,21 @@ async def test_model_stats_count_calls_and_latency(tmp_path: Path) -> None:
     stats = result.models["sleepy"]
     assert stats.calls == 10
     assert stats.latency_quantile_ms(0.5) is not None
+
+
+class WrongAgent(Agent):
+    __slots__ = ()
+
+    async def act(self, observation: Any) -> Decision:
+        return 42.0  # type: ignore[return-value]  # a bug in user code
+
+
+async def test_act_returning_a_non_decision_is_recorded(tmp_path: Path) -> None:
+    population = pa.table({"agent_id": [0, 1], "group": [0, 0]})
+    personas = PersonaTable(population)
+    model = ScriptedModel()
+    agents = [WrongAgent(i, i, personas, model) for i in range(2)]
+    shard = AgentShard(0, agents, GuessGame([2], rounds=1), RunDirectory.create(tmp_path, "w"))
+    await shard.step(1, shard.env.snapshot())
+    errors = shard.run_dir.read_decisions(1).column("error").to_pylist()
+    assert all("not a Decision" in str(e) for e in errors)

@@ -32,9 +32,12 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def request_key(model: str, request: ChatRequest) -> str:
+def request_key(model: str, request: ChatRequest, fingerprint: str = "") -> str:
+    """``fingerprint`` identifies the model behind the name (its resolved config: file or
+    URL, configured temperature, token cap), so changing the model invalidates the cache."""
     payload = [
         model,
+        fingerprint,
         [(m.role, m.content) for m in request.messages],
         request.max_tokens,
         request.temperature,
@@ -55,8 +58,9 @@ class CacheStats:
 class CachingModel:
     """Answers from the cache when it can, else asks ``inner`` and stores the answer."""
 
-    def __init__(self, inner: ModelClient, path: Path) -> None:
+    def __init__(self, inner: ModelClient, path: Path, fingerprint: str = "") -> None:
         self.inner = inner
+        self.fingerprint = fingerprint
         self.name = inner.name
         self.immediate = inner.immediate
         self.task_free = bool(getattr(inner, "task_free", False))
@@ -72,7 +76,7 @@ class CachingModel:
         row = self._db.execute(
             "SELECT text, tokens_in, tokens_out, latency_s FROM responses "
             "WHERE key = ? AND sample = ?",
-            (request_key(self.name, request), sample),
+            (request_key(self.name, request, self.fingerprint), sample),
         ).fetchone()
         if row is None:
             return None
@@ -82,7 +86,7 @@ class CachingModel:
         self._db.execute(
             "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                request_key(self.name, request),
+                request_key(self.name, request, self.fingerprint),
                 sample,
                 self.name,
                 response.text,

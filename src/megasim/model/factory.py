@@ -61,7 +61,8 @@ def _wrap(client: ModelClient, config: LocalModelConfig | OpenAIModelConfig) -> 
     if config.cache is not None:
         from megasim.model.cache import CachingModel
 
-        client = CachingModel(client, Path(config.cache))
+        fingerprint = config.model_dump_json(exclude={"cache", "merge", "merge_window_s"})
+        client = CachingModel(client, Path(config.cache), fingerprint)
     return client
 
 

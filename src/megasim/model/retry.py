@@ -101,7 +101,7 @@ class RetryingModel:
             responses = await call()
         except ModelError as first:
             if self.retries == 0 or self._too_long(first):
-                return [self._failed(first, attempts=1)] * n
+                return [self._failed(first, attempts=1) for _ in range(n)]
             error: BaseException = first
         else:
             self._done(responses)
@@ -122,7 +122,8 @@ class RetryingModel:
                     return responses
         except RetryError as exhausted:
             last = exhausted.last_attempt
-            return [self._failed(last.exception(), attempts=last.attempt_number + 1)] * n
+            attempts = last.attempt_number + 1
+            return [self._failed(last.exception(), attempts=attempts) for _ in range(n)]
         raise AssertionError("unreachable: tenacity either returns or raises RetryError")
 
     def _done(self, responses: list[ChatResponse]) -> None:

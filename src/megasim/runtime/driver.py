@@ -54,7 +54,7 @@ class TaskFreeDriver(Generic[T]):
         except StopIteration as stop:
             self._on_done(index, stop.value)
             return True
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # recorded, never left hanging
             self._on_done(index, exc)
             return True
         return self._wait_on(index, coro, yielded)

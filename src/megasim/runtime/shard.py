@@ -42,7 +42,10 @@ def failed_decision(exc: BaseException) -> Decision:
 
 
 def _task_done(record: Callable[[int, Any], None], index: int, task: asyncio.Future[Any]) -> None:
-    record(index, task.exception() or task.result())
+    if task.cancelled():
+        record(index, asyncio.CancelledError("the agent's task was cancelled"))
+    else:
+        record(index, task.exception() or task.result())
 
 
 class AgentShard:
@@ -158,13 +161,16 @@ class AgentShard:
             try:  # the common case at scale: the coroutine finishes on its first send
                 yielded = coro.send(None)
             except StopIteration as stop:
+                if not isinstance(stop.value, Decision):
+                    record(i, TypeError(f"act() returned {stop.value!r}, not a Decision"))
+                    continue
                 decisions[i] = stop.value
                 inline += 1
                 if (inline & 4095) == 0:
                     done[0] += 4096
                     report()
                 continue
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
                 record(i, exc)
                 continue
             driver.resume_from(i, coro, yielded)
