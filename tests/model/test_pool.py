@@ -490,3 +490,25 @@ async def test_huge_retry_after_fails_fast_and_parks_the_endpoint_briefly() -> N
     assert second.ok
     assert 0.19 <= elapsed < 1.5
     assert server.requests == 2
+
+
+async def test_endpoint_on_this_node_is_preferred_then_others_take_the_overflow() -> None:
+    """A shard pinned next to its node's model server calls that server first."""
+    async with servers({"latency_s": 0.05, "slots": 8}, {"latency_s": 0.05, "slots": 8}) as (
+        near,
+        far,
+    ):
+        specs = [
+            EndpointSpec(far.base_url, 4, node="10.0.0.2"),
+            EndpointSpec(near.base_url, 4, node="10.0.0.1"),
+        ]
+        settings: dict[str, Any] = {"api_key_env": None, "timeout_s": 5.0, **FAST_PROBE}
+        pool = EndpointPool("p", specs, model="fake", local_node="10.0.0.1", **settings)
+        try:
+            await asyncio.gather(*(pool.complete(r) for r in _requests(4)))
+            assert (near.counts["requests"], far.counts["requests"]) == (4, 0)
+            await asyncio.gather(*(pool.complete(r) for r in _requests(8)))  # > the local cap
+            assert near.counts["requests"] == 8
+            assert far.counts["requests"] == 4  # overflow goes to the other node
+        finally:
+            await pool.aclose()

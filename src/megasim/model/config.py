@@ -42,6 +42,9 @@ class EndpointConfig(BaseModel):
     max_concurrency: int | None = Field(
         None, ge=1, description="calls in flight at most; None: the model's max_concurrency"
     )
+    node: str | None = Field(
+        None, description="IP of the Ray node serving it: shards on that node call it first"
+    )
 
 
 class OpenAIModelConfig(_ModelBase):

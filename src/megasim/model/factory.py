@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -89,7 +90,15 @@ def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
 
     return EndpointPool(
         name=name,
-        endpoints=[EndpointSpec(url, cap) for url, cap in config.endpoint_list()],
+        endpoints=[
+            EndpointSpec(url, cap, node)
+            for (url, cap), node in zip(
+                config.endpoint_list(),
+                [e.node for e in config.endpoints],
+                strict=True,
+            )
+        ],
+        local_node=current_node_ip(),
         model=config.model,
         api_key_env=config.api_key_env,
         timeout_s=config.timeout_s,
@@ -104,6 +113,15 @@ def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
         health_path=config.health_path,
         http_client=config.http_client,
     )
+
+
+def current_node_ip() -> str | None:
+    """This process's Ray node IP when it runs inside Ray (a shard actor), else None.
+    Ray is only consulted if something already imported it: the local runtime never does."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.util.get_node_ip_address())
 
 
 def build_models(configs: Mapping[str, ModelConfig], names: set[str]) -> dict[str, ModelClient]:

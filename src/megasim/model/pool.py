@@ -41,12 +41,16 @@ from megasim.model.openai_backend import OpenAIModel
 _RETRY_MEMORY = 65_536  # requests remembered between a failed call and its retry
 
 
+_REMOTE_PENALTY = 1 << 30  # a remote endpoint loses to any local one with a free slot
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
     """One endpoint: an OpenAI-compatible base URL and its concurrency cap."""
 
     base_url: str
     max_concurrency: int = 16
+    node: str | None = None  # IP of the machine serving it: agents on that node prefer it
 
 
 def health_url(base_url: str, health_path: str = "/health") -> str:
@@ -65,6 +69,8 @@ class Endpoint:
         self.index = index
         self.base_url = client.base_url
         self.max_concurrency = spec.max_concurrency
+        self.node = spec.node
+        self.local = False  # serves the node this pool runs on (set by the pool)
         self.client = client
         self.health_url = health
         self.in_flight = 0
@@ -127,6 +133,7 @@ class EndpointPool:
         metrics: ModelMetrics | None = None,
         connections_per_client: int = 16,
         http_client: Literal["fast", "httpx"] = "httpx",
+        local_node: str | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("an endpoint pool needs at least one endpoint")
@@ -159,6 +166,7 @@ class EndpointPool:
                 http_client=http_client,
             )
             endpoint = Endpoint(index, spec, client, health_url(spec.base_url, health_path))
+            endpoint.local = local_node is not None and spec.node == local_node
             self.endpoints.append(endpoint)
             self.metrics.endpoint(endpoint.base_url)  # listed in snapshots from the start
         self._http = httpx.AsyncClient(timeout=min(timeout_s, 5.0))
@@ -227,7 +235,9 @@ class EndpointPool:
 
     def _pick(self, avoid: Endpoint | None) -> Endpoint | None:
         """The live, unthrottled endpoint with a free slot and the fewest calls in flight
-        (ties: round-robin); ``avoid`` only when no other one qualifies."""
+        (ties: round-robin), preferring endpoints on this node (``local``: a shard pinned
+        next to its node's model server calls it first); ``avoid`` only when no other one
+        qualifies."""
         endpoints = self.endpoints
         count = len(endpoints)
         now = time.monotonic()
@@ -245,8 +255,10 @@ class EndpointPool:
                 continue
             if endpoint is avoid:
                 fallback = endpoint
-            elif endpoint.in_flight < best_load:
-                best, best_load = endpoint, endpoint.in_flight
+                continue
+            load = endpoint.in_flight + (0 if endpoint.local else _REMOTE_PENALTY)
+            if load < best_load:
+                best, best_load = endpoint, load
         if best is None:
             best = fallback
         if best is not None:
