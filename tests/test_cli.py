@@ -214,3 +214,19 @@ def test_resume_of_a_finished_run_via_cli(write_config: Callable[..., Path]) -> 
     code, output = run_cli("resume", str(run_dir), "--quiet")
     assert code == 0, output
     assert decisions(run_dir) == before
+
+
+def test_summary_table_fits_80_columns_at_a_million_agents() -> None:
+    from rich.console import Console
+
+    from megasim.cli import summary_table
+    from megasim.simulation import StepOutcome
+
+    outcome = {"n": 1_000_000, "valid": 999_999, "mean": 31.49, "winner": 20.99}
+    metrics = {"invalid": 1, "errors": 0, "tokens_in": 123_456_789, "tokens_out": 1, "wall_s": 9.74}
+    console = Console(record=True, width=80)
+    console.print(summary_table([StepOutcome(step=1, outcome=outcome, metrics=metrics)]))
+    text = console.export_text()
+    assert "…" not in text
+    assert "1000000" in text
+    assert "123456790" in text

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -45,7 +46,8 @@ def _fmt(value: object, digits: int = 2) -> str:
 
 
 def summary_table(steps: list[StepOutcome]) -> Table:
-    table = Table(title="Rounds")
+    # compact (no vertical rules) and never truncated: a million-agent row fits 80 columns
+    table = Table(title="Rounds", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in (
         "round",
         "agents",
@@ -57,7 +59,7 @@ def summary_table(steps: list[StepOutcome]) -> Table:
         "tokens",
         "s",
     ):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for s in steps:
         o, m = s.outcome, s.metrics
         table.add_row(
