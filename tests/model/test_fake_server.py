@@ -274,3 +274,26 @@ def test_command_line_server() -> None:
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["counts"]["ok"] == 1
     assert stats["max_concurrency"] == 1
+
+
+def test_non_loopback_host_requires_a_token() -> None:
+    with pytest.raises(ValueError, match="token"):
+        FakeServer(host="0.0.0.0")
+
+
+async def test_token_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from megasim.model.base import ChatMessage, ChatRequest
+    from megasim.model.openai_backend import OpenAIModel
+
+    async with FakeServer(token="s3cret") as server:
+        monkeypatch.setenv("FAKE_KEY", "wrong")
+        bad = OpenAIModel("b", server.base_url, "m", api_key_env="FAKE_KEY")
+        response = await bad.complete(ChatRequest((ChatMessage("user", "q"),)))
+        assert response.error is not None
+        assert "401" in response.error
+        await bad.aclose()
+        monkeypatch.setenv("FAKE_KEY", "s3cret")
+        good = OpenAIModel("g", server.base_url, "m", api_key_env="FAKE_KEY")
+        assert (await good.complete(ChatRequest((ChatMessage("user", "q"),)))).ok
+        await good.aclose()
+        assert server.counts["unauthorized"] == 1

@@ -80,6 +80,9 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")  # anything else must require a token
+
+
 class FakeServer:
     """An OpenAI-compatible server on 127.0.0.1 (a free port unless ``port`` is given).
 
@@ -103,7 +106,11 @@ class FakeServer:
         script: Iterable[str] = (),
         model: str = "fake-model",
         rng_seed: int = 0,
+        token: str | None = None,
     ) -> None:
+        if host not in _LOOPBACK and not token:
+            raise ValueError(f"host {host!r} is not loopback: a token is required")
+        self.token = token  # when set, requests need "Authorization: Bearer <token>"
         self.host = host
         self.port = port
         self.latency_s = latency_s
@@ -475,6 +482,11 @@ class _Connection(asyncio.Protocol):
         body = bytes(buffer[end + 4 : end + 4 + length])
         del buffer[: end + 4 + length]
         path = target.split("?", 1)[0].rstrip("/")
+        token = self.server.token
+        if token and headers.get("authorization") != f"Bearer {token}":
+            self.server.counts["unauthorized"] += 1
+            self._reply((401, _error("missing or wrong bearer token", 401), ""), keep_alive)
+            return
         reply = self.server._route(method, path, body)
         if isinstance(reply, tuple):
             self._reply(reply, keep_alive)
@@ -510,7 +522,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m megasim.model.fake_server",
         description="An OpenAI-compatible fake model server for tests and benchmarks.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="other than loopback: --token")
+    parser.add_argument("--token", default=None, help="bearer token clients must send")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--slots", type=int, default=None, help="requests processed at once")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
@@ -538,6 +551,7 @@ async def _serve(args: argparse.Namespace) -> None:
         malformed=args.malformed,
         hang=args.hang,
         model=args.model,
+        token=args.token,
         rng_seed=args.rng_seed,
     )
     done = asyncio.Event()
