@@ -149,3 +149,14 @@ async def test_messages_in_flight_survive_a_resume(tmp_path: Path) -> None:
     await runtime2.close()
     values = resumed.run_dir.read_decisions(2).sort_by("agent_id").column("value").to_pylist()
     assert values == [float((i - 1) % N) for i in range(N)]
+
+
+def test_group_broadcasts_reach_only_shards_with_that_group() -> None:
+    router = MessageRouter(
+        [np.array([0, 1]), np.array([2, 3]), np.array([4])],
+        [np.array([0, 0]), np.array([0, 1]), np.array([2])],
+    )
+    routed = router.route([Message(0, "g0", group=0), Message(3, "g1", group=1)])
+    assert [m.content for m in routed[0]] == ["g0"]
+    assert [m.content for m in routed[1]] == ["g0", "g1"]
+    assert routed[2] == []  # no member of groups 0 or 1 there: nothing shipped

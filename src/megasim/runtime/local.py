@@ -69,7 +69,8 @@ class LocalRuntime:
             env = self.scenario.build_env(self.config, self.population)
             self.shards.append(AgentShard(index, agents, env, self.run_dir))
         self.router = MessageRouter(
-            [np.asarray([a.id for a in shard.agents], dtype=np.int64) for shard in self.shards]
+            [np.asarray([a.id for a in shard.agents], dtype=np.int64) for shard in self.shards],
+            [np.asarray([a.group for a in shard.agents], dtype=np.int64) for shard in self.shards],
         )
 
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:

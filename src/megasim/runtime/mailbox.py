@@ -2,9 +2,10 @@
 
 Each shard has one Mailbox shared by its agents. What agents send during step n is
 returned to the driver with the shard's result; the driver's MessageRouter sorts it by
-the receiving shard (broadcasts go to every shard, which expands them to the sender's
-group locally) and hands each shard its inbox with step n+1. One bulk transfer per shard
-per step, however many agents talk; messages in flight are part of the checkpoint.
+the receiving shard (a group broadcast goes only to the shards that hold members of that
+group: partitioned by key) and hands each shard its inbox with step n+1. One bulk
+transfer per shard per step, however many agents talk; messages in flight are part of
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ class Mailbox:
 class MessageRouter:
     """Which shard holds which agent, for sorting messages by destination."""
 
-    def __init__(self, agent_ids_by_shard: Sequence[npt.NDArray[np.int64]]) -> None:
+    def __init__(
+        self,
+        agent_ids_by_shard: Sequence[npt.NDArray[np.int64]],
+        groups_by_shard: Sequence[npt.NDArray[np.integer]] | None = None,
+    ) -> None:
         ids = np.concatenate(agent_ids_by_shard) if agent_ids_by_shard else np.array([])
         shards = (
             np.concatenate(
@@ -70,14 +75,26 @@ class MessageRouter:
         self._shards = shards[order]
         self.shards = len(agent_ids_by_shard)
         self.undeliverable = 0  # messages to agents that do not exist, counted, not routed
+        # partitioned by key: a group broadcast goes only to the shards holding that group
+        self._group_shards: dict[int, list[int]] | None = None
+        if groups_by_shard is not None:
+            members: dict[int, list[int]] = {}
+            for shard, groups in enumerate(groups_by_shard):
+                for group in np.unique(groups).tolist():
+                    members.setdefault(int(group), []).append(shard)
+            self._group_shards = members
 
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
         inboxes: dict[int, list[Message]] = {i: [] for i in range(self.shards)}
         direct = [m for m in messages if m.receiver is not None]
+        everyone = list(range(self.shards))
         for message in messages:
             if message.receiver is None:
-                for inbox in inboxes.values():
-                    inbox.append(message)
+                shards = everyone
+                if self._group_shards is not None and message.group is not None:
+                    shards = self._group_shards.get(message.group, [])
+                for shard in shards:
+                    inboxes[shard].append(message)
         if direct:
             receivers = np.fromiter((m.receiver for m in direct), dtype=np.int64, count=len(direct))
             positions = np.searchsorted(self._ids, receivers)

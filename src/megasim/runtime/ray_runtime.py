@@ -126,11 +126,10 @@ class RayRuntime:
         self.slices = shard_slices(self.population.num_rows, shards)
         self.actors = [self._spawn(index) for index in range(shards)]
         ids = self.population.column("agent_id").to_numpy()
+        groups = self.population.column("group").to_numpy()
         self.router = MessageRouter(
-            [
-                np.asarray(ids[offset : offset + length], dtype=np.int64)
-                for offset, length in self.slices
-            ]
+            [np.asarray(ids[o : o + n], dtype=np.int64) for o, n in self.slices],
+            [np.asarray(groups[o : o + n], dtype=np.int64) for o, n in self.slices],
         )
         # wait until every actor is built (model servers loaded, agents created)
         await asyncio.gather(*(actor.health.remote() for actor in self.actors))
