@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
@@ -19,7 +18,7 @@ from megasim.config import ConfigError, SimulationConfig, format_validation_erro
 from megasim.population.sampling import sample_population
 from megasim.runtime.base import ProgressFn, Runtime
 from megasim.runtime.checkpoint import CheckpointStore
-from megasim.runtime.local import LocalRuntime
+from megasim.runtime.local import LocalRuntime, models_used
 from megasim.scenarios import get_scenario
 from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation, StepListener, StepOutcome
@@ -70,7 +69,7 @@ def build_population(config: SimulationConfig) -> pa.Table:
     if config.force_model is not None:
         index = table.column_names.index("model")
         table = table.set_column(index, "model", pa.array([config.force_model] * table.num_rows))
-    used = {str(name) for name in pc.unique(table.column("model")).to_pylist()}
+    used = models_used(table)
     unknown = sorted(used - set(config.models))
     if unknown:
         raise ConfigError(

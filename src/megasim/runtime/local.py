@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -16,7 +15,7 @@ from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
 from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
-from megasim.runtime.mailbox import MessageRouter
+from megasim.runtime.mailbox import router_for
 from megasim.runtime.shard import AgentShard
 from megasim.store.run_dir import RunDirectory
 
@@ -63,15 +62,13 @@ class LocalRuntime:
         if self._owns_models:  # one client per model, shared by every in-process shard
             self.models = build_models(self.config.models, models_used(self.population))
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
-        for index, (offset, length) in enumerate(shard_slices(self.population.num_rows, shards)):
+        slices = shard_slices(self.population.num_rows, shards)
+        for index, (offset, length) in enumerate(slices):
             part = self.population.slice(offset, length)
             agents = self.scenario.build_agents(self.config, part, self.models)
             env = self.scenario.build_env(self.config, self.population)
             self.shards.append(AgentShard(index, agents, env, self.run_dir))
-        self.router = MessageRouter(
-            [np.asarray([a.id for a in shard.agents], dtype=np.int64) for shard in self.shards],
-            [np.asarray([a.group for a in shard.agents], dtype=np.int64) for shard in self.shards],
-        )
+        self.router = router_for(self.population, slices)
 
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
         return self.router.route(messages)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from megasim.message import Message
 
@@ -108,3 +109,13 @@ class MessageRouter:
                 else:
                     self.undeliverable += 1
         return inboxes
+
+
+def router_for(population: pa.Table, slices: Sequence[tuple[int, int]]) -> MessageRouter:
+    """The router of a population split into contiguous ``(offset, length)`` shard slices."""
+    ids = population.column("agent_id").to_numpy()
+    groups = population.column("group").to_numpy()
+    return MessageRouter(
+        [np.asarray(ids[o : o + n], dtype=np.int64) for o, n in slices],
+        [np.asarray(groups[o : o + n], dtype=np.int64) for o, n in slices],
+    )

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 import pyarrow as pa
 import ray
@@ -32,7 +31,7 @@ from megasim.model.factory import build_models
 from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used, shard_slices
-from megasim.runtime.mailbox import MessageRouter
+from megasim.runtime.mailbox import router_for
 from megasim.runtime.shard import AgentShard
 from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
@@ -67,6 +66,7 @@ class ShardActor:
         self.step_no, self.done = step, 0
         result = await self.shard.step(step, snapshot, self._progress, inbox)
         result.node = ray.get_runtime_context().get_node_id()
+        result.model_layer = model_layer_metrics(self.models)
         return result
 
     def health(self) -> dict[str, Any]:
@@ -85,9 +85,6 @@ class ShardActor:
                 for snapshot in model_layer_metrics(self.models).values()
             ),
         }
-
-    def model_metrics(self) -> dict[str, Any]:
-        return model_layer_metrics(self.models)
 
     def save(self, directory: str) -> int:
         return self.shard.save_states(Path(directory))
@@ -114,6 +111,7 @@ class RayRuntime:
         self.slices: list[tuple[int, int]] = []
         self.last_checkpoint: Path | None = None
         self.health: dict[int, dict[str, Any]] = {}
+        self._model_layer: dict[int, dict[str, Any]] = {}  # from each shard's last result
         self._started_ray = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -125,12 +123,7 @@ class RayRuntime:
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         self.slices = shard_slices(self.population.num_rows, shards)
         self.actors = [self._spawn(index) for index in range(shards)]
-        ids = self.population.column("agent_id").to_numpy()
-        groups = self.population.column("group").to_numpy()
-        self.router = MessageRouter(
-            [np.asarray(ids[o : o + n], dtype=np.int64) for o, n in self.slices],
-            [np.asarray(groups[o : o + n], dtype=np.int64) for o, n in self.slices],
-        )
+        self.router = router_for(self.population, self.slices)
         # wait until every actor is built (model servers loaded, agents created)
         await asyncio.gather(*(actor.health.remote() for actor in self.actors))
 
@@ -196,6 +189,7 @@ class RayRuntime:
                 result: ShardStepResult = await self.actors[index].step.remote(
                     step, snapshot, inbox
                 )
+                self._model_layer[index] = result.model_layer
                 return result
             except _LOST as exc:
                 if restarts >= self.config.runtime.max_shard_restarts:
@@ -232,8 +226,7 @@ class RayRuntime:
 
     async def model_metrics(self) -> dict[str, Any]:
         """Per shard, since each actor has its own clients (and endpoints' view)."""
-        snapshots = await asyncio.gather(*(a.model_metrics.remote() for a in self.actors))
-        return {f"shard={i}": s for i, s in enumerate(snapshots) if s}
+        return {f"shard={i}": s for i, s in sorted(self._model_layer.items()) if s}
 
     # --- checkpoints -----------------------------------------------------------------
     async def save(self, directory: Path) -> None:
