@@ -164,7 +164,10 @@ def test_real_bundled_model_one_round(write_config: Callable[..., Path]) -> None
     rows = decisions(cfg.parent / "runs" / "llm")
     assert len(rows) == 4
     assert all(r["raw_text"] for r in rows)
-    assert all(int(r["tokens_out"]) > 0 and int(r["tokens_in"]) > 0 for r in rows)  # type: ignore[call-overload]
+    assert all(int(r["tokens_out"]) > 0 for r in rows)  # type: ignore[call-overload]
+    # identical prompts are merged into one call: its prompt tokens are counted once, on
+    # the first member, so per-row prompt tokens may be 0 but the total is not
+    assert sum(int(r["tokens_in"]) for r in rows) > 0  # type: ignore[call-overload]
     assert all(r["error"] is None or str(r["error"]).startswith("parse:") for r in rows)
     assert any(r["valid"] for r in rows), [r["raw_text"] for r in rows]
 
