@@ -83,6 +83,7 @@ class Decision:
     tokens_out: int = 0
     latency_ms: float = 0.0
     error: str | None = None
+    text: str | None = None  # what the agent says to others (chat), parsed from raw_text
 
 
 class Agent:

@@ -48,6 +48,9 @@ def _fmt(value: object, digits: int = 2) -> str:
 def summary_table(steps: list[StepOutcome]) -> Table:
     # compact (no vertical rules) and never truncated: a million-agent row fits 80 columns
     table = Table(title="Rounds", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # the game's winning number, or in chat rooms the spread between room means
+    chat = bool(steps) and "room_spread" in steps[0].outcome
+    outcome_key, outcome_column = ("room_spread", "spread") if chat else ("winner", "winner")
     for column in (
         "round",
         "agents",
@@ -55,7 +58,7 @@ def summary_table(steps: list[StepOutcome]) -> Table:
         "invalid",
         "errors",
         "mean",
-        "winner",
+        outcome_column,
         "tokens",
         "s",
     ):
@@ -69,7 +72,7 @@ def summary_table(steps: list[StepOutcome]) -> Table:
             str(m["invalid"]),
             str(m["errors"]),
             _fmt(o.get("mean")),
-            _fmt(o.get("winner")),
+            _fmt(o.get(outcome_key)),
             str(m["tokens_in"] + m["tokens_out"]),
             _fmt(m["wall_s"]),
         )

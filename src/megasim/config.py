@@ -47,6 +47,16 @@ class GameConfig(BaseModel):
         return high
 
 
+class ChatConfig(BaseModel):
+    """The chat-room opinion scenario: rooms (groups) discuss ``statement``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statement: str = Field("Cities should make public transport free for everyone.", min_length=1)
+    window: int = Field(8, ge=1, le=200, description="recent room posts each agent reads")
+    max_tokens: int = Field(96, ge=8, le=4096)
+
+
 class RuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +72,12 @@ class RuntimeConfig(BaseModel):
         description="ray: pin shard k with custom resources, e.g. {0: {node_a: 1}}",
     )
     max_shard_restarts: int = Field(3, ge=0, description="ray: restarts of a lost shard per step")
+    env_partitions: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="keyed environment state (chat rooms) split by key; ray: an actor each",
+    )
 
 
 DEFAULT_MODELS: dict[str, ModelConfig] = {"smollm2": LocalModelConfig(backend="local")}
@@ -73,10 +89,11 @@ class SimulationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "run"
-    scenario: Literal["guess_two_thirds"] = "guess_two_thirds"
+    scenario: Literal["guess_two_thirds", "chat_opinion"] = "guess_two_thirds"
     seed: int = 0
     rounds: int = Field(3, ge=1, le=10_000)
     game: GameConfig = Field(default_factory=GameConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     population: PopulationSpec | None = Field(
         None, description="sample personas from this spec at the start of the run"
     )

@@ -88,6 +88,7 @@ def make_run(
                 "tokens_out": rng.integers(1, 30, size=agents).astype(np.int32),
                 "latency_ms": rng.uniform(10, 500, size=agents).astype(np.float32),
                 "error": error.tolist(),
+                "text": [None] * agents,
             },
             schema=DECISION_SCHEMA,
         )
@@ -229,7 +230,13 @@ def test_render_report(run: Run) -> None:
     for p in paths[:-1]:
         assert_png(p)
     summary = json.loads(paths[-1].read_text())
-    assert summary["game"] == {"ratio": 0.5, "offset": 1.0, "low": 0.0, "high": 100.0}
+    assert summary["game"] == {
+        "ratio": 0.5,
+        "offset": 1.0,
+        "low": 0.0,
+        "high": 100.0,
+        "scored": True,
+    }
     assert [r["step"] for r in summary["rounds"]] == [1, 2, 3]
     assert summary["rounds"][0]["mean"] == approx(round_table(run.path)[0].mean or 0.0)
     assert set(summary["breakdowns"]) == {"model", "group", "prompt_variant"}

@@ -35,6 +35,7 @@ def _decisions(step: int, shard: int, n: int = 3) -> dict[str, list[Any]]:
         "tokens_out": [3] * n,
         "latency_ms": [12.5] * n,
         "error": [*([None] * (n - 1)), "no number in answer"],
+        "text": [None] * n,
     }
 
 

@@ -5,6 +5,13 @@ An environment lives on the driver. Shards get a read-only copy of its
 decisions into a small ``partial``; the driver ``combine``s the partials of all
 shards and ``apply``s the outcome, which fires the ``step_end`` event. That is
 what keeps one remote call per shard per step possible (design brief, idea 2).
+
+State that is large and keyed (a chat room's transcript, a social graph) does not
+travel in the snapshot: it lives in a ``KeyedStore`` split by key into partitions
+(in-process, or one Ray actor each). A shard reads only the keys its agents need
+(``keys_for``), and stages the ``KeyedOp``s its agents' decisions produce
+(``writes``); the runtime commits every shard's ops at the step boundary in a
+seeded order, so the state after a step does not depend on how agents were sharded.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from megasim.agent import Agent
 
@@ -33,10 +42,54 @@ class DecisionBatch:
     valid: npt.NDArray[np.bool_]
 
 
+class KeyedOp(NamedTuple):
+    """One change to keyed state. Ops of a step are applied in (order, seq) order.
+
+    ``order`` places the op within its step: the agent id, or a seeded hash of (step,
+    agent) when who-goes-first should be random but reproducible (chat posts).
+    kinds: ``append`` (to the key's list, keeping the last ``keep`` items if > 0),
+    ``add`` / ``discard`` (set membership, read back sorted), ``set`` (replace),
+    ``delete``. Values are plain JSON data: keyed state is checkpointed as JSON.
+    """
+
+    key: str
+    order: int
+    seq: int
+    kind: str
+    value: Any
+    keep: int = 0
+
+
+class KeyedStore(Protocol):
+    """Keyed shared state, partitioned by key; what a shard sees of it."""
+
+    async def read(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Current values (as of the last commit) of those of ``keys`` that exist."""
+        ...
+
+    async def stage(self, step: int, shard: int, ops: Sequence[KeyedOp]) -> None:
+        """Hold ``shard``'s ops of ``step`` until commit; staging again replaces them, so a
+        rerun shard's ops are never applied twice."""
+        ...
+
+    async def commit(self, step: int) -> None:
+        """Apply every shard's staged ops of ``step`` in (order, seq) order."""
+        ...
+
+    async def save(self, directory: Path) -> None:
+        """Write the state into a checkpoint folder (JSON)."""
+        ...
+
+    async def restore(self, directory: Path) -> None:
+        """Take the state of a checkpoint folder; staged ops are dropped."""
+        ...
+
+
 class Environment:
     """Base environment: state dict, observe, per-step reduction, async events, children."""
 
     name: str = "environment"
+    keyed: bool = False  # True: the runtime gives shards a KeyedStore (see module doc)
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
@@ -90,6 +143,18 @@ class Environment:
 
     def prepare(self) -> None:
         """Shard side, once per step after ``restore``: precompute what ``observe`` hands out."""
+
+    def keys_for(self, agents: Sequence[Agent]) -> list[str]:
+        """Shard side, keyed environments: the keys ``agents`` observe this step."""
+        return []
+
+    def load_keyed(self, values: Mapping[str, Any]) -> None:
+        """Shard side, before ``prepare``: the values of ``keys_for`` read from the store."""
+
+    def writes(self, step: int, decisions: pa.Table) -> list[KeyedOp]:
+        """Shard side, keyed environments: the ops a shard's decisions (rows of
+        DECISION_SCHEMA) make to keyed state."""
+        return []
 
     def observe(self, agent: Agent) -> Any:
         """What ``agent`` sees this step; default: the whole state."""

@@ -7,16 +7,13 @@ counts and sums, so a million guesses cross process boundaries as a few numbers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from megasim.agent import Agent
 from megasim.env.base import DecisionBatch, Environment
-from megasim.exact import as_fraction, exact_group_sums
+from megasim.env.group_stats import add_partials, group_partial, moments
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,25 +85,11 @@ class GuessGame(Environment):
         return self._observations[agent.group]
 
     def reduce(self, batch: DecisionBatch) -> dict[str, Any]:
-        groups = batch.groups[batch.valid]
-        values = batch.values[batch.valid]
-        g = self.groups
-        # Sums are exact integers (see megasim.exact) so that the outcome, and the winning
-        # number agents see next round, do not depend on how agents are split into shards.
-        return {
-            "n": np.bincount(batch.groups, minlength=g).tolist(),
-            "valid": np.bincount(groups, minlength=g).tolist(),
-            "sum": exact_group_sums(values, groups, g),
-            "sumsq": exact_group_sums(values * values, groups, g),
-        }
+        return group_partial(batch, self.groups)
 
     def combine(self, partials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         g = self.groups
-        totals: dict[str, list[int]] = {key: [0] * g for key in ("n", "valid", "sum", "sumsq")}
-        for partial in partials:
-            for key, total in totals.items():
-                for i, value in enumerate(partial[key]):
-                    total[i] += int(value)
+        totals = add_partials(partials, g)
         groups = [{"group": i, "n": totals["n"][i], **self._stats(totals, [i])} for i in range(g)]
         n_all = sum(totals["n"])
         pooled = self._stats(totals, list(range(g)))
@@ -122,19 +105,12 @@ class GuessGame(Environment):
 
     def _stats(self, totals: Mapping[str, list[int]], members: list[int]) -> dict[str, Any]:
         """Mean, std and winning number over ``members`` groups, rounded once from exact sums."""
-        valid = sum(totals["valid"][i] for i in members)
-        if valid == 0:
+        valid, mean, std = moments(totals, members)
+        if mean is None:
             return {"valid": 0, "mean": None, "std": None, "winner": None}
-        mean = as_fraction(sum(totals["sum"][i] for i in members)) / valid
-        mean_sq = as_fraction(sum(totals["sumsq"][i] for i in members)) / valid
         mean_f = float(mean)
         ratio, offset = float(self.state["ratio"]), float(self.state["offset"])
-        return {
-            "valid": valid,
-            "mean": mean_f,
-            "std": math.sqrt(max(float(mean_sq - mean * mean), 0.0)),
-            "winner": ratio * mean_f + offset,
-        }
+        return {"valid": valid, "mean": mean_f, "std": std, "winner": ratio * mean_f + offset}
 
     async def apply(self, step: int, outcome: Mapping[str, Any]) -> None:
         winners = list(self.state["winners"])

@@ -1,10 +1,12 @@
 """Surrogate model: a labelled, seeded, non-LLM stand-in for scale tests and benchmarks.
 
-It imitates level-k reasoning so that prompt variants and personas change the
-answers: the deeper the variant's reasoning (P1 < P2 < P3 < P4), the more
-iterations of ``ratio * x + offset`` from the anchor (the middle of the range, or
-last round's winning number). Its output is prefixed ``[surrogate]`` and must
-never be reported as LLM behaviour.
+In the guessing game it imitates level-k reasoning so that prompt variants and
+personas change the answers: the deeper the variant's reasoning (P1 < P2 < P3 < P4),
+the more iterations of ``ratio * x + offset`` from the anchor (the middle of the
+range, or last round's winning number). In chat rooms (``meta["task"] == "opinion"``)
+it moves the agent's opinion part of the way towards the mean of the posts it read,
+with seeded openness and noise (a DeGroot-style update). Its output is prefixed
+``[surrogate]`` and must never be reported as LLM behaviour.
 """
 
 from __future__ import annotations
@@ -79,10 +81,27 @@ class SurrogateModel:
         guess *= 0.85 + 0.3 * u_noise  # individual noise, +-15%
         return round(float(min(high, max(low, guess))), 1)
 
+    def opinion(self, request: ChatRequest) -> float:
+        """The opinion this request gets; a pure function of the request's seed and meta."""
+        meta = request.meta
+        bits = mix64(request.seed or 0)
+        openness = 0.2 + 0.6 * (bits & 0xFFFFFFFF) * _TO_UNIT  # share of the gap closed
+        noise = ((bits >> 32) * _TO_UNIT * 2.0 - 1.0) * 3.0
+        low, high = meta.get("low", 0.0), meta.get("high", 100.0)
+        own = float(meta.get("own", (low + high) / 2))
+        peers = meta.get("peers")
+        moved = own + (openness * (float(peers) - own) if peers is not None else 0.0)
+        return round(float(min(high, max(low, moved + noise))), 1)
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         if self.latency_s > 0:
             await self._wait()
-        text = f'{LABEL} {{"guess": {self.answer(request)}}}'
+        if request.meta.get("task") == "opinion":
+            value = self.opinion(request)
+            message = f"{LABEL} I now rate it {value:g}."
+            text = f'{LABEL} {{"opinion": {value}, "message": "{message}"}}'
+        else:
+            text = f'{LABEL} {{"guess": {self.answer(request)}}}'
         return ChatResponse(text, self.name, 0, 0, self.latency_s)
 
     async def aclose(self) -> None:

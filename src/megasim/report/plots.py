@@ -131,7 +131,10 @@ def _convergence_png(
     ax.set_xticks(steps)
     ax.set_xlabel("round")
     ax.set_ylabel("answer")
-    ax.set_title(f"Convergence (winning = {game.ratio:.3g} × mean + {game.offset:g})")
+    if game.scored:
+        ax.set_title(f"Convergence (winning = {game.ratio:.3g} × mean + {game.offset:g})")
+    else:
+        ax.set_title("Opinions over steps")
     ax.legend(loc="upper right", fontsize="small")
     return _save(fig, path)
 

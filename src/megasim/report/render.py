@@ -57,7 +57,9 @@ def _num(table: Table, header: str, width: int) -> None:
     table.add_column(header, justify="right", no_wrap=True, min_width=width)
 
 
-def guesses_table(rounds: Sequence[RoundStats], title: str = "Guesses") -> Table:
+def guesses_table(
+    rounds: Sequence[RoundStats], title: str = "Guesses", with_winner: bool = True
+) -> Table:
     """Per-round guess statistics pooled over every group (winner over all groups together).
 
     Min, max and quartiles do not fit an 80-column terminal; they are in summary.json.
@@ -66,20 +68,12 @@ def guesses_table(rounds: Sequence[RoundStats], title: str = "Guesses") -> Table
     _num(table, "Round", 3)
     for h in ("N", "Valid", "Invalid", "Errors"):
         _num(table, h, _COUNT_WIDTH if h in ("N", "Valid") else 3)
-    for h in ("Mean", "Median", "Std", "Winner"):
+    for h in ("Mean", "Median", "Std", *(("Winner",) if with_winner else ())):
         _num(table, h, _VALUE_WIDTH)
     for r in rounds:
-        table.add_row(
-            str(r.step),
-            str(r.n),
-            str(r.valid),
-            str(r.invalid),
-            str(r.errors),
-            _f(r.mean),
-            _f(r.median),
-            _f(r.std),
-            _f(r.winner),
-        )
+        cells = [str(r.step), str(r.n), str(r.valid), str(r.invalid), str(r.errors)]
+        cells += [_f(r.mean), _f(r.median), _f(r.std)]
+        table.add_row(*cells, *([_f(r.winner)] if with_winner else []))
     return table
 
 
@@ -118,7 +112,7 @@ def breakdown_table(by: str, rows: Sequence[BreakdownRow]) -> Table:
     _num(table, "Valid", 5)
     for h in ("Mean", "Median", "Std"):
         _num(table, h, _VALUE_WIDTH)
-    with_winner = by == "group"
+    with_winner = by == "group" and any(r.winner is not None for r in rows)
     if with_winner:
         _num(table, "Winner", _VALUE_WIDTH)
     for r in rows:
@@ -140,11 +134,15 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
     rounds = round_table(run_dir)
     breakdowns: dict[str, list[BreakdownRow]] = {k: breakdown(run_dir, k) for k in BREAKDOWN_KEYS}
 
-    console.print(
-        f"[bold]Rounds of {escape(run_dir.name)}[/bold]: winning number = "
-        f"{game.ratio:.4g} × mean + {game.offset:g}, all groups pooled"
-    )
-    console.print(guesses_table(rounds))
+    if game.scored:
+        console.print(
+            f"[bold]Rounds of {escape(run_dir.name)}[/bold]: winning number = "
+            f"{game.ratio:.4g} × mean + {game.offset:g}, all groups pooled"
+        )
+        console.print(guesses_table(rounds))
+    else:
+        console.print(f"[bold]Steps of {escape(run_dir.name)}[/bold]: stated opinions")
+        console.print(guesses_table(rounds, title="Opinions", with_winner=False))
     console.print(cost_table(rounds))
     for by, rows in breakdowns.items():
         if len({r.key for r in rows}) > 1:

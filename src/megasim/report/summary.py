@@ -51,10 +51,13 @@ class GameParams:
     offset: float = 0.0
     low: float = 0.0
     high: float = 100.0
+    scored: bool = True  # False for scenarios without a winner (chat: values are opinions)
 
     def winner(self, mean: float | None) -> float | None:
         """Winning number ``ratio * mean + offset``; None when nobody answered validly."""
-        return None if mean is None else self.ratio * mean + self.offset
+        if mean is None or not self.scored:
+            return None
+        return self.ratio * mean + self.offset
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +117,11 @@ def load_game(run_dir: Path) -> GameParams:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ReportError(f"cannot parse {path}: {exc}") from exc
+    if (
+        isinstance(config, dict)
+        and config.get("scenario", "guess_two_thirds") != "guess_two_thirds"
+    ):
+        return GameParams(scored=False)
     game = config.get("game") if isinstance(config, dict) else None
     if not isinstance(game, dict):
         return GameParams()

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from megasim.env.base import KeyedStore
+from megasim.env.keyed_store import in_process_store
 from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
@@ -57,6 +59,7 @@ class LocalRuntime:
         self._owns_models = models is None
         self.models: dict[str, ModelClient] = dict(models or {})
         self.shards: list[AgentShard] = []
+        self.store: KeyedStore | None = None
 
     async def start(self) -> None:
         if self._owns_models:  # one client per model, shared by every in-process shard
@@ -67,7 +70,9 @@ class LocalRuntime:
             part = self.population.slice(offset, length)
             agents = self.scenario.build_agents(self.config, part, self.models)
             env = self.scenario.build_env(self.config, self.population)
-            self.shards.append(AgentShard(index, agents, env, self.run_dir))
+            if env.keyed and self.store is None:
+                self.store = in_process_store(self.config.runtime.env_partitions)
+            self.shards.append(AgentShard(index, agents, env, self.run_dir, self.store))
         self.router = router_for(self.population, slices)
 
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
@@ -81,14 +86,12 @@ class LocalRuntime:
         inboxes: Mapping[int, list[Message]] | None = None,
     ) -> list[ShardStepResult]:
         inboxes = inboxes or {}
-        return list(
-            await asyncio.gather(
-                *(
-                    s.step(step, env_snapshot, progress, inboxes.get(s.index, []))
-                    for s in self.shards
-                )
-            )
+        results = await asyncio.gather(
+            *(s.step(step, env_snapshot, progress, inboxes.get(s.index, [])) for s in self.shards)
         )
+        if self.store is not None:
+            await self.store.commit(step)
+        return list(results)
 
     async def model_metrics(self) -> dict[str, Any]:
         return model_layer_metrics(self.models)
@@ -96,11 +99,15 @@ class LocalRuntime:
     async def save(self, directory: Path) -> None:
         for shard in self.shards:
             shard.save_states(directory)
+        if self.store is not None:
+            await self.store.save(directory)
 
     async def restore(self, directory: Path) -> None:
         states = read_agent_states(directory)
         for shard in self.shards:
             shard.load_states(states)
+        if self.store is not None:
+            await self.store.restore(directory)
 
     async def close(self) -> None:
         self.shards.clear()

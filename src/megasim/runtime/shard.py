@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from megasim.agent import Agent, Decision
-from megasim.env.base import DecisionBatch, Environment
+from megasim.env.base import DecisionBatch, Environment, KeyedStore
 from megasim.message import Message
 from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats, ProgressFn, ShardStepResult
 from megasim.runtime.checkpoint import write_agent_states
@@ -52,12 +52,18 @@ class AgentShard:
     """Holds agents and one replica of the environment; one ``step`` call per step."""
 
     def __init__(
-        self, index: int, agents: Sequence[Agent], env: Environment, run_dir: RunDirectory
+        self,
+        index: int,
+        agents: Sequence[Agent],
+        env: Environment,
+        run_dir: RunDirectory,
+        store: KeyedStore | None = None,
     ) -> None:
         self.index = index
         self.agents = list(agents)
         self.env = env
         self.run_dir = run_dir
+        self.store = store  # keyed shared state, for environments that have it
         self.mailbox = Mailbox()
         for agent in self.agents:
             agent.mailbox = self.mailbox
@@ -82,6 +88,8 @@ class AgentShard:
     ) -> ShardStepResult:
         started = time.perf_counter()
         self.env.restore(env_snapshot)
+        if self.store is not None:  # only the keys this shard's agents observe
+            self.env.load_keyed(await self.store.read(self.env.keys_for(self.agents)))
         self.env.prepare()
         self.mailbox.step = step
         self.mailbox.deliver(inbox)
@@ -89,6 +97,8 @@ class AgentShard:
         table = pa.Table.from_pydict(self._columns(step, decisions), schema=DECISION_SCHEMA)
         del decisions  # the table holds everything from here on
         self.run_dir.write_decisions(step, self.index, table)
+        if self.store is not None:  # committed by the runtime once every shard is done
+            await self.store.stage(step, self.index, self.env.writes(step, table))
         return ShardStepResult(
             shard=self.index,
             step=step,
@@ -200,6 +210,7 @@ class AgentShard:
             "tokens_out": [d.tokens_out for d in decisions],
             "latency_ms": [d.latency_ms for d in decisions],
             "error": [d.error for d in decisions],
+            "text": [d.text for d in decisions],
         }
 
 

@@ -10,4 +10,8 @@ def get_scenario(name: str) -> Scenario:
         from megasim.scenarios.guess_two_thirds import GuessTwoThirds
 
         return GuessTwoThirds()
+    if name == "chat_opinion":
+        from megasim.scenarios.chat_opinion import ChatOpinion
+
+        return ChatOpinion()
     raise KeyError(f"unknown scenario {name!r}")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
 from megasim.agent import Agent, Decision, PersonaTable
+from megasim.env.group_stats import group_sizes
 from megasim.env.guess_game import GuessGame, GuessObservation
 from megasim.model.base import ChatMessage, ChatRequest, ChatResponse, ModelClient
 from megasim.model.parsing import parse_guess
@@ -183,10 +183,8 @@ class GuessTwoThirds:
     variants = VARIANTS
 
     def build_env(self, config: SimulationConfig, population: pa.Table) -> GuessGame:
-        groups = np.asarray(population.column("group").to_numpy(), dtype=np.int64)
-        sizes = np.bincount(groups, minlength=int(groups.max()) + 1 if groups.size else 1)
         return GuessGame(
-            group_sizes=sizes.tolist(),
+            group_sizes=group_sizes(population),
             rounds=config.rounds,
             ratio=config.game.ratio,
             offset=config.game.offset,

@@ -24,6 +24,7 @@ DECISION_SCHEMA = pa.schema(
         pa.field("tokens_out", pa.int32(), nullable=False),
         pa.field("latency_ms", pa.float32(), nullable=False),
         pa.field("error", pa.string()),  # model failure or parse failure reason, else null
+        pa.field("text", pa.string()),  # what the agent said (chat scenarios), else null
     ]
 )
 
