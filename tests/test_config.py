@@ -54,6 +54,15 @@ def test_example_loads() -> None:
     assert config.out_dir == "runs"
 
 
+def test_chat_example_loads() -> None:
+    config = load_config(EXAMPLE.with_name("chat_opinion.yaml"))
+    assert config.scenario == "chat_opinion"
+    assert config.chat.window == 6
+    assert config.runtime.env_partitions == 2
+    assert config.population is not None
+    assert {"age", "opinion"} <= set(config.population.attributes)
+
+
 def test_minimal_config_uses_defaults(write_yaml: Callable[..., Path]) -> None:
     config = load_config(write_yaml({"population": {"size": 5}}))
     assert config.rounds == 3
