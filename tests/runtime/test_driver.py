@@ -98,3 +98,29 @@ async def test_cancelled_future_is_reported_not_hung() -> None:
     loop.call_later(0.01, doomed.cancel)
     await asyncio.wait_for(driver.wait(), timeout=2)
     assert isinstance(results[0], asyncio.CancelledError)
+
+
+async def test_waiters_on_one_future_resume_in_order_and_can_wait_again() -> None:
+    """Coroutines suspended on one future share one callback; each resumes exactly once,
+    in the order it suspended, and may then suspend on another future."""
+    order: list[int] = []
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+    second: asyncio.Future[None] = loop.create_future()
+
+    async def twice(i: int) -> int:
+        await first
+        order.append(i)
+        if i % 2:
+            await second
+        return i
+
+    results: dict[int, Any] = {}
+    driver: TaskFreeDriver[int] = TaskFreeDriver(lambda i, o: results.__setitem__(i, o))
+    for i in range(100):
+        driver.start(i, twice(i))
+    loop.call_later(0.01, first.set_result, None)
+    loop.call_later(0.02, second.set_result, None)
+    await asyncio.wait_for(driver.wait(), timeout=2)
+    assert order == list(range(100))
+    assert results == {i: i for i in range(100)}

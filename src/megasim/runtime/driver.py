@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from functools import partial
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -29,6 +28,8 @@ class TaskFreeDriver(Generic[T]):
         self.suspended = 0  # coroutines waiting on a future right now
         self.ever_suspended = 0
         self._idle: asyncio.Future[None] | None = None
+        # pending future -> the coroutines suspended on it, in the order they suspended
+        self._waiting: dict[asyncio.Future[Any], list[tuple[int, Coroutine[Any, Any, T]]]] = {}
 
     def start(self, index: int, coro: Coroutine[Any, Any, T]) -> None:
         if not self._step(index, coro):
@@ -65,12 +66,21 @@ class TaskFreeDriver(Generic[T]):
             self._loop.call_soon(self._resume, index, coro)
         elif getattr(yielded, "_asyncio_future_blocking", None) is not None:
             yielded._asyncio_future_blocking = False  # as Task.__step does
-            yielded.add_done_callback(partial(self._resume, index, coro))
+            waiters = self._waiting.get(yielded)
+            if waiters is None:
+                waiters = self._waiting[yielded] = []
+                yielded.add_done_callback(self._wake)
+            waiters.append((index, coro))
         else:
             coro.close()
             self._on_done(index, TypeError(f"awaited a non-asyncio object: {yielded!r}"))
             return True
         return False
+
+    def _wake(self, future: asyncio.Future[Any]) -> None:
+        """Resume every coroutine that suspended on ``future``."""
+        for index, coro in self._waiting.pop(future, ()):
+            self._resume(index, coro)
 
     def _resume(self, index: int, coro: Coroutine[Any, Any, T], _: object = None) -> None:
         if self._step(index, coro):
