@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +32,40 @@ import ray  # noqa: E402
 
 from megasim.config import SimulationConfig  # noqa: E402
 from megasim.run import build_population, run_simulation  # noqa: E402
-from megasim.runtime.ray_runtime import RayRuntime  # noqa: E402
+from megasim.runtime.ray_runtime import NodeGoneError, RayRuntime  # noqa: E402
 from megasim.scenarios import get_scenario  # noqa: E402
 from megasim.simulation import Simulation  # noqa: E402
 from megasim.store.run_dir import RunDirectory  # noqa: E402
 from tests.runtime.test_checkpoint import config_data, decisions, kill_driver_then_resume  # noqa: E402
+from tests.scenarios.test_chat_opinion import chat_data  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 RAY = str(Path(sys.executable).with_name("ray"))
+COMMON = ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"]
+# GCS declares a node dead after ~3 missed 1 s health checks (default: ~15-30 s)
+FAST_NODE_DEATH = {
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 1000,
+    "health_check_failure_threshold": 3,
+}
+# worker processes' ports: below Linux's ephemeral range (32768+), where free_port()
+# picks the others, so they can never overlap; one range of 200 per non-head node
+WORKER_PORTS = 20000 + (os.getpid() % 30) * 400
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def node_command(address: str, resource: str, worker_ports: int) -> list[str]:
+    """``ray start`` for a non-head node with its own ports and a custom resource."""
+    return [
+        *(RAY, "start", f"--address={address}", *COMMON, f'--resources={{"{resource}": 1}}'),
+        *(f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"),
+        *(f"--min-worker-port={worker_ports}", f"--max-worker-port={worker_ports + 199}"),
+    ]
 
 
 def ray_processes(temp_dir: str) -> list[psutil.Process]:
@@ -63,15 +85,10 @@ def cluster() -> Iterator[str]:
     env = dict(os.environ)
     port = free_port()
     address = f"127.0.0.1:{port}"
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"]
     head = [RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}"]
-    head += [*common, '--resources={"head_node": 1}', "--include-dashboard=false"]
-    worker = [RAY, "start", f"--address={address}", *common, '--resources={"worker_node": 1}']
-    worker += [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
-    # worker processes' ports: below Linux's ephemeral range (32768+), where free_port()
-    # picks the others, so the two can never overlap
-    lo = 20000 + (os.getpid() % 50) * 200
-    worker += [f"--min-worker-port={lo}", f"--max-worker-port={lo + 199}"]
+    head += [*COMMON, '--resources={"head_node": 1}', "--include-dashboard=false"]
+    head += [f"--system-config={json.dumps(FAST_NODE_DEATH)}"]
+    worker = node_command(address, "worker_node", WORKER_PORTS)
     try:
         for command in (head, worker):
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
@@ -83,6 +100,13 @@ def cluster() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
         token.unlink(missing_ok=True)
         assert not leftovers, f"Ray processes left behind: {leftovers}"
+
+
+def same_decisions(run: RunDirectory, other: RunDirectory) -> bool:
+    """Equal decisions, whichever shard took them."""
+    return bool(
+        decisions(run).drop_columns(["shard"]).equals(decisions(other).drop_columns(["shard"]))
+    )
 
 
 def ray_config(tmp_path: Path, address: str, **runtime: Any) -> SimulationConfig:
@@ -102,11 +126,7 @@ async def test_game_across_two_nodes_equals_local(cluster: str, tmp_path: Path) 
     local = await run_simulation(
         SimulationConfig.model_validate(config_data(tmp_path, rounds=3)), run_id="local"
     )
-    assert (
-        decisions(result.run_dir)
-        .drop_columns(["shard"])
-        .equals(decisions(local.run_dir).drop_columns(["shard"]))
-    )
+    assert same_decisions(result.run_dir, local.run_dir)
     assert [s.outcome for s in result.steps] == [s.outcome for s in local.steps]
 
 
@@ -124,12 +144,12 @@ async def test_one_and_four_shards_equal_local(cluster: str, tmp_path: Path) -> 
         assert table.drop_columns(["shard"]).equals(expected)
 
 
-async def test_killed_shard_actor_is_rebuilt_and_step_rerun(cluster: str, tmp_path: Path) -> None:
-    data = config_data(tmp_path, rounds=3, latency=0.5)  # a step lasts ~0.5 s
-    data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
-    config = SimulationConfig.model_validate(data)
+async def three_steps_with_a_failure(
+    config: SimulationConfig, run_dir: RunDirectory, fail: Callable[[RayRuntime], None]
+) -> RayRuntime:
+    """Run 3 steps on Ray, calling ``fail(runtime)`` 0.25 s into step 2 (mid-step, as the
+    model latency is 0.5 s); the runtime is closed on return, its state kept for checks."""
     population = build_population(config)
-    run_dir = RunDirectory.create(tmp_path, "killed")
     run_dir.write_population(population)
     runtime = RayRuntime(config, population, run_dir)
     scenario = get_scenario(config.scenario)
@@ -138,28 +158,36 @@ async def test_killed_shard_actor_is_rebuilt_and_step_rerun(cluster: str, tmp_pa
         sim = Simulation(config, runtime, scenario.build_env(config, population), run_dir)
         await sim.step()
 
-        async def kill_soon() -> None:
-            await asyncio.sleep(0.25)  # in the middle of step 2
-            ray.kill(runtime.actors[1], no_restart=True)
+        async def fail_soon() -> None:
+            await asyncio.sleep(0.25)
+            fail(runtime)
 
-        killer = asyncio.create_task(kill_soon())
+        failing = asyncio.create_task(fail_soon())
         await sim.step()
-        await killer
+        await failing
         await sim.step()
-        # per-shard progress and health were polled while the steps ran
-        health = runtime.health[0]
-        expected = {"agents", "step", "done", "node", "cpu_percent", "rss_mb"}
-        assert expected | {"model_calls_in_flight"} <= set(health)
-        assert health["agents"] == 200
     finally:
         await runtime.close()
+    return runtime
+
+
+async def test_killed_shard_actor_is_rebuilt_and_step_rerun(cluster: str, tmp_path: Path) -> None:
+    data = config_data(tmp_path, rounds=3, latency=0.5)  # a step lasts ~0.5 s
+    data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
+    run_dir = RunDirectory.create(tmp_path, "killed")
+    runtime = await three_steps_with_a_failure(
+        SimulationConfig.model_validate(data),
+        run_dir,
+        lambda runtime: ray.kill(runtime.actors[1], no_restart=True),
+    )
+    # per-shard progress and health were polled while the steps ran
+    health = runtime.health[0]
+    expected = {"agents", "step", "done", "node", "cpu_percent", "rss_mb"}
+    assert expected | {"model_calls_in_flight"} <= set(health)
+    assert health["agents"] == 200
     unbroken_config = SimulationConfig.model_validate(config_data(tmp_path, rounds=3))
     unbroken = await run_simulation(unbroken_config, run_id="unbroken")
-    assert (
-        decisions(run_dir)
-        .drop_columns(["shard"])
-        .equals(decisions(unbroken.run_dir).drop_columns(["shard"]))
-    )
+    assert same_decisions(run_dir, unbroken.run_dir)
     events = [json.loads(x)["event"] for x in run_dir.events_path.read_text().splitlines()]
     assert "shard_lost" in events
     assert "shard_restarted" in events
@@ -169,3 +197,132 @@ def test_kill_driver_then_resume_ray(cluster: str, tmp_path: Path) -> None:
     data = config_data(tmp_path / "runs", latency=0.4)
     data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
     kill_driver_then_resume(tmp_path, data, [])
+
+
+class DoomedNode:
+    """A Ray node (resource doomed_node) in a session of its own, for a test to kill."""
+
+    def __init__(self, address: str) -> None:
+        command = [*node_command(address, "doomed_node", WORKER_PORTS + 200), "--block"]
+        self.launcher = subprocess.Popen(
+            command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.hit: dict[psutil.Process, str] = {}  # every process signalled, with its name
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Signal the node's whole process tree: its session (launcher, raylet, agents) and
+        the raylet's workers, which run in process groups of their own."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree = psutil.Process(self.launcher.pid)
+            for proc in [tree, *tree.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self.hit.setdefault(proc, proc.name())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.launcher.pid, sig)
+        for proc in self.hit:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(sig)
+
+
+@pytest.fixture
+def doomed_node(cluster: str) -> Iterator[DoomedNode]:
+    """The node is SIGKILLed at teardown (stopped processes too), and must then be gone."""
+    node = DoomedNode(cluster)
+    try:
+        yield node
+    finally:
+        node.signal(signal.SIGKILL)
+        node.launcher.wait(timeout=30)
+        _, alive = psutil.wait_procs(list(node.hit), timeout=30)
+        assert not alive, f"processes of the killed node left behind: {alive}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+async def test_dead_node_shard_moves_and_step_reruns(
+    cluster: str, doomed_node: DoomedNode, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The whole node of a pinned shard dies (or hangs: no socket closes, only Ray's health
+    checks notice) mid-step: the shard restarts unpinned elsewhere and reruns the step."""
+    data = config_data(tmp_path, rounds=3, latency=0.5)  # a step lasts ~0.5 s
+    pinned = {0: {"head_node": 0.01}, 1: {"doomed_node": 0.01}}
+    data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
+    data["runtime"]["shard_resources"] = pinned
+    run_dir = RunDirectory.create(tmp_path, "node-died")
+    nodes: list[str] = []
+
+    def kill_node(runtime: RayRuntime) -> None:
+        nodes.append(runtime.nodes_of[1])  # the doomed node, hosting shard 1 since start
+        doomed_node.signal(sig)
+
+    await three_steps_with_a_failure(SimulationConfig.model_validate(data), run_dir, kill_node)
+    doomed = nodes[0]
+    names = set(doomed_node.hit.values())  # the node's whole tree, the shard's worker too
+    assert "raylet" in names
+    assert any(n.startswith("ray::ShardActor") for n in names), names
+
+    unbroken_config = SimulationConfig.model_validate(config_data(tmp_path, rounds=3))
+    unbroken = await run_simulation(unbroken_config, run_id="unbroken")
+    assert same_decisions(run_dir, unbroken.run_dir)
+    events: dict[str, dict[str, Any]] = {}
+    for line in run_dir.events_path.read_text().splitlines():
+        record = json.loads(line)
+        events.setdefault(record["event"], record)
+    assert events["shard_lost"]["shard"] == 1
+    assert events["shard_lost"]["node"] == doomed
+    assert events["shard_moved"]["old_node"] == doomed
+    assert events["shard_restarted"]["node"] not in (None, doomed)
+    shard_nodes = [{s["shard"]: s["node"] for s in m["shards"]}[1] for m in run_dir.read_metrics()]
+    assert shard_nodes[0] == doomed  # step 1 ran on the doomed node, the others elsewhere
+    assert shard_nodes[1:] == [events["shard_restarted"]["node"]] * 2
+
+
+async def test_chat_rooms_in_partition_actors_equal_local(cluster: str, tmp_path: Path) -> None:
+    """Keyed state (room transcripts) in 3 partition actors, 2 shards on two nodes: the
+    discussion is the one of a single local shard with a single in-process partition."""
+    pinned = {0: {"head_node": 0.01}, 1: {"worker_node": 0.01}}
+    runtime = {"kind": "ray", "address": cluster, "cpus_per_shard": 0, "shard_resources": pinned}
+    data = chat_data(tmp_path, rounds=3, shards=2, env_partitions=3, **runtime)
+    result = await run_simulation(SimulationConfig.model_validate(data), run_id="ray-chat")
+    local = await run_simulation(
+        SimulationConfig.model_validate(chat_data(tmp_path, rounds=3)), run_id="local-chat"
+    )
+    assert same_decisions(result.run_dir, local.run_dir)
+    assert [s.outcome for s in result.steps] == [s.outcome for s in local.steps]
+    keyed = result.run_dir.path / "checkpoints" / "step=3" / "keyed"
+    assert sorted(p.name for p in keyed.iterdir()) == [f"partition={i}.jsonl" for i in range(3)]
+
+
+async def test_lost_partition_actor_rolls_back_and_reruns_the_step(
+    cluster: str, tmp_path: Path
+) -> None:
+    data = chat_data(tmp_path, rounds=3, kind="ray", address=cluster, shards=2, env_partitions=2)
+    data["runtime"]["cpus_per_shard"] = 0
+    data["models"] = {"s": {"backend": "surrogate", "latency_s": 0.5}}  # a step lasts ~0.5 s
+    run_dir = RunDirectory.create(tmp_path, "partition-lost")
+    await three_steps_with_a_failure(  # agents wait on the model: step 2's ops not yet staged
+        SimulationConfig.model_validate(data),
+        run_dir,
+        lambda runtime: ray.kill(runtime.partitions[1], no_restart=True),
+    )
+    local = await run_simulation(
+        SimulationConfig.model_validate(chat_data(tmp_path, rounds=3)), run_id="local"
+    )
+    assert same_decisions(run_dir, local.run_dir)
+    events = [json.loads(x) for x in run_dir.events_path.read_text().splitlines()]
+    lost = [e for e in events if e["event"] == "env_partition_lost"]
+    assert lost == [{**lost[0], "step": 2, "partitions": [1]}]
+    assert "env_partitions_restored" in {e["event"] for e in events}
+    assert "shard_lost" not in {e["event"] for e in events}  # shards were fine
+
+
+async def test_call_to_an_actor_on_a_dead_node_gives_up(tmp_path: Path) -> None:
+    """The driver's own watch: a call whose node left Ray's node table ends, even if Ray
+    itself never fails it (no cluster needed: the node table is stubbed)."""
+    config = ray_config(tmp_path, "unused", shards=1)
+    runtime = RayRuntime(config, build_population(config), RunDirectory.create(tmp_path, "w"))
+    runtime.nodes_of = ["gone"]
+    runtime._alive = (float("inf"), {"other": {"CPU": 2.0}})  # fresh, without "gone"
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    with pytest.raises(NodeGoneError):
+        await asyncio.wait_for(runtime._until(never, runtime._node_gone(0)), timeout=5)
+    assert never.cancelled()

@@ -3,9 +3,12 @@
 One actor per shard (thousands to a million agents each), one remote call per shard
 per step. Actors build their own model clients and agents from the config and their
 slice of the population, and write their decisions to the shared run directory; only
-reductions travel back. A shard whose actor dies mid-step is rebuilt (on another node
-if its node is gone) from the last checkpoint and the step is rerun on it alone:
-its step file is replaced atomically, so no decision is lost or counted twice.
+reductions travel back. A shard whose actor dies mid-step, or whose node is declared
+dead, is rebuilt from the last checkpoint (unpinned, on another node, if no alive node
+offers its pinned resources any more) and the step is rerun on it alone: its step file
+is replaced atomically, so no decision is lost or counted twice. Keyed environment
+state lives in partition actors (runtime/ray_store.py); if one dies, every partition and
+every shard goes back to the last checkpoint and the step is rerun on all shards.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pyarrow as pa
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from megasim.config import SimulationConfig
+from megasim.env.keyed_store import PartitionedStore
 from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
@@ -32,26 +36,47 @@ from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metric
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used, shard_slices
 from megasim.runtime.mailbox import router_for
+from megasim.runtime.ray_store import actor_store, spawn_partitions
 from megasim.runtime.shard import AgentShard
 from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
 
-_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
 _POLL_S = 0.25
+Alive = dict[str, dict[str, float]]  # node id -> total resources, alive nodes only
+
+
+class NodeGoneError(Exception):
+    """The node a call waits on is dead in Ray's node table (or a pin can't be met any more).
+
+    Raised by the driver itself: Ray may take long to fail calls to a hung node."""
+
+
+_LOST = (RayActorError, ActorDiedError, ActorUnavailableError, NodeGoneError)
+
+
+def offers(alive: Alive, pin: Mapping[str, float]) -> bool:
+    """Whether some alive node has (in total) every resource of ``pin``."""
+    return any(all(res.get(k, 0.0) >= v for k, v in pin.items()) for res in alive.values())
 
 
 class ShardActor:
     """Hosts one AgentShard inside a Ray actor (wrapped with ``ray.remote`` below)."""
 
     def __init__(
-        self, config_data: dict[str, Any], population: pa.Table, index: int, run_path: str
+        self,
+        config_data: dict[str, Any],
+        population: pa.Table,
+        index: int,
+        run_path: str,
+        partitions: list[Any],
     ) -> None:
         config = SimulationConfig.model_validate(config_data)
         scenario = get_scenario(config.scenario)
         self.models: dict[str, ModelClient] = build_models(config.models, models_used(population))
         agents = scenario.build_agents(config, population, self.models)
         env = scenario.build_env(config, population)  # replaced by the driver's snapshot
-        self.shard = AgentShard(index, agents, env, RunDirectory(Path(run_path)))
+        store = actor_store(partitions) if partitions else None
+        self.shard = AgentShard(index, agents, env, RunDirectory(Path(run_path)), store)
         self.done = 0
         self.step_no = 0
         self.process = psutil.Process()
@@ -86,6 +111,10 @@ class ShardActor:
             ),
         }
 
+    def use_partitions(self, partitions: list[Any]) -> None:
+        """Keyed state moved to new partition actors (after one was lost)."""
+        self.shard.store = actor_store(partitions)
+
     def save(self, directory: str) -> int:
         return self.shard.save_states(Path(directory))
 
@@ -108,11 +137,15 @@ class RayRuntime:
         self.population = population
         self.run_dir = run_dir
         self.actors: list[Any] = []
+        self.nodes_of: list[str] = []  # each shard's Ray node, for liveness checks
         self.slices: list[tuple[int, int]] = []
         self.last_checkpoint: Path | None = None
         self.health: dict[int, dict[str, Any]] = {}
         self._model_layer: dict[int, dict[str, Any]] = {}  # from each shard's last result
         self._started_ray = False
+        self._alive: tuple[float, Alive] = (0.0, {})
+        self.partitions: list[Any] = []  # keyed-state partition actors, if the env has any
+        self.store: PartitionedStore | None = None
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,12 +155,16 @@ class RayRuntime:
             self._started_ray = True
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         self.slices = shard_slices(self.population.num_rows, shards)
-        self.actors = [self._spawn(index) for index in range(shards)]
+        if get_scenario(self.config.scenario).build_env(self.config, self.population).keyed:
+            self._spawn_partitions()
+        pins = self.config.runtime.shard_resources
+        self.actors = [self._spawn(index, pins.get(index)) for index in range(shards)]
         self.router = router_for(self.population, self.slices)
         # wait until every actor is built (model servers loaded, agents created)
-        await asyncio.gather(*(actor.health.remote() for actor in self.actors))
+        healths = await asyncio.gather(*(actor.health.remote() for actor in self.actors))
+        self.nodes_of = [str(h["node"]) for h in healths]
 
-    def _spawn(self, index: int) -> Any:
+    def _spawn(self, index: int, pin: Mapping[str, float] | None) -> Any:
         runtime = self.config.runtime
         offset, length = self.slices[index]
         options: dict[str, Any] = {
@@ -135,8 +172,8 @@ class RayRuntime:
             "name": None,
             "max_restarts": 0,  # the driver rebuilds lost shards from checkpoints itself
         }
-        if index in runtime.shard_resources:
-            options["resources"] = runtime.shard_resources[index]
+        if pin is not None:
+            options["resources"] = dict(pin)
         elif runtime.placement == "spread":
             options["scheduling_strategy"] = "SPREAD"
         return RemoteShard.options(**options).remote(
@@ -144,14 +181,24 @@ class RayRuntime:
             self.population.slice(offset, length),
             index,
             str(self.run_dir.path),
+            self.partitions,
         )
 
+    def _spawn_partitions(self) -> None:
+        runtime = self.config.runtime
+        self.partitions = spawn_partitions(runtime.env_partitions, runtime.placement == "spread")
+        self.store = actor_store(self.partitions)
+
     async def close(self) -> None:
-        for actor in self.actors:
+        for index, actor in enumerate(self.actors):
             with contextlib.suppress(*_LOST):
-                await actor.close.remote()
+                await self._until(actor.close.remote(), self._node_gone(index))
             ray.kill(actor)
         self.actors.clear()
+        for partition in self.partitions:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(partition)
+        self.partitions.clear()
         if self._started_ray:
             ray.shutdown()
 
@@ -170,15 +217,32 @@ class RayRuntime:
         inboxes = inboxes or {}
         poller = asyncio.create_task(self._poll(progress))
         try:
-            results = await asyncio.gather(
-                *(
-                    self._step_shard(index, step, snapshot, inboxes.get(index, []))
-                    for index in range(len(self.actors))
-                )
-            )
+            for attempt in range(self.config.runtime.max_shard_restarts + 1):
+                try:
+                    # every shard's attempt settles before a failure is handled: a rerun
+                    # must never overlap a shard's still-running first attempt
+                    settled = await asyncio.gather(
+                        *(
+                            self._step_shard(index, step, snapshot, inboxes.get(index, []))
+                            for index in range(len(self.actors))
+                        ),
+                        return_exceptions=True,
+                    )
+                    results = [r for r in settled if isinstance(r, ShardStepResult)]
+                    for outcome in settled:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                    if self.store is not None:
+                        await self.store.commit(step)
+                    return list(results)
+                except Exception:
+                    lost = await self._lost_partitions()
+                    if not lost or attempt == self.config.runtime.max_shard_restarts:
+                        raise
+                    await self._recover_partitions(step, lost)
+            raise AssertionError("unreachable: the last attempt returns or raises")
         finally:
             poller.cancel()
-        return list(results)
 
     async def _step_shard(
         self, index: int, step: int, snapshot: dict[str, Any], inbox: list[Message]
@@ -186,29 +250,119 @@ class RayRuntime:
         restarts = 0
         while True:
             try:
-                result: ShardStepResult = await self.actors[index].step.remote(
-                    step, snapshot, inbox
-                )
+                if restarts:  # inside the try: a rebuild that fails is one more loss
+                    await self._rebuild(index, step)
+                    node = self.nodes_of[index]
+                    self.run_dir.append_event("shard_restarted", shard=index, step=step, node=node)
+                ref = self.actors[index].step.remote(step, snapshot, inbox)
+                result: ShardStepResult = await self._until(ref, self._node_gone(index))
                 self._model_layer[index] = result.model_layer
                 return result
             except _LOST as exc:
-                if restarts >= self.config.runtime.max_shard_restarts:
-                    raise
+                if (
+                    isinstance(exc, RayTaskError)
+                    or restarts >= self.config.runtime.max_shard_restarts
+                ):
+                    raise  # RayTaskError: the shard is alive, a call it made failed
                 restarts += 1
+                node = self.nodes_of[index]
+                reason = type(exc).__name__
                 self.run_dir.append_event(
-                    "shard_lost", shard=index, step=step, reason=type(exc).__name__
+                    "shard_lost", shard=index, step=step, node=node, reason=reason
                 )
-                await self._rebuild(index)
-                self.run_dir.append_event("shard_restarted", shard=index, step=step)
 
-    async def _rebuild(self, index: int) -> None:
-        """A fresh actor for shard ``index`` with the agent state of the last checkpoint."""
+    async def _rebuild(self, index: int, step: int) -> None:
+        """A fresh actor for shard ``index`` with the agent state of the last checkpoint.
+
+        A pin that no alive node offers any more (its node died) is dropped, else the
+        actor would stay pending forever. Ray often declares the node dead only while the
+        pinned replacement waits for it: that failure is a move, not one more loss."""
         with contextlib.suppress(Exception):  # already gone
             ray.kill(self.actors[index])
-        actor = self._spawn(index)
-        if self.last_checkpoint is not None:
-            await actor.restore.remote(str(self.last_checkpoint))
+        pin = self.config.runtime.shard_resources.get(index)
+        while True:
+            if pin is not None and not offers(self._alive_nodes(), pin):
+                self.run_dir.append_event(
+                    "shard_moved",
+                    shard=index,
+                    step=step,
+                    old_node=self.nodes_of[index],
+                    reason=f"no alive node offers {dict(pin)}",
+                )
+                pin = None
+            actor = self._spawn(index, pin)
+            unmet = self._pin_unmet(pin)
+            try:
+                health = await self._until(actor.health.remote(), unmet)
+                break
+            except _LOST:
+                ray.kill(actor)
+                if not unmet(self._alive_nodes(max_age=0.0)):
+                    raise
         self.actors[index] = actor
+        self.nodes_of[index] = str(health["node"])
+        if self.last_checkpoint is not None:
+            restore = actor.restore.remote(str(self.last_checkpoint))
+            await self._until(restore, self._node_gone(index))
+
+    # --- keyed-state partitions ---------------------------------------------------------
+    async def _lost_partitions(self) -> list[int]:
+        """Indexes of partition actors that no longer answer."""
+        lost = []
+        for index, partition in enumerate(self.partitions):
+            try:
+                await asyncio.wait_for(partition.read.remote([]), timeout=10)
+            except (asyncio.TimeoutError, *_LOST):
+                lost.append(index)
+        return lost
+
+    async def _recover_partitions(self, step: int, lost: list[int]) -> None:
+        """New partition actors, and every partition and shard back at the last checkpoint
+        (shards may have changed agent state in the failed attempt): the step reruns whole."""
+        self.run_dir.append_event("env_partition_lost", step=step, partitions=lost)
+        for partition in self.partitions:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(partition)
+        self._spawn_partitions()
+        assert self.store is not None  # set by _spawn_partitions
+        # no checkpoint yet (step 1): an absent folder restores the initial (empty) state
+        checkpoint = self.last_checkpoint or self.run_dir.path / "checkpoints" / "none"
+        await self.store.restore(checkpoint)
+        await asyncio.gather(
+            *(a.use_partitions.remote(self.partitions) for a in self.actors),
+            *(a.restore.remote(str(checkpoint)) for a in self.actors),
+        )
+        self.run_dir.append_event("env_partitions_restored", step=step, partitions=lost)
+
+    # --- node liveness ---------------------------------------------------------------
+    def _alive_nodes(self, max_age: float = _POLL_S) -> Alive:
+        """Alive nodes from Ray's node table (GCS health checks), cached for a poll period."""
+        fetched, alive = self._alive
+        if time.monotonic() - fetched >= max_age:
+            nodes = ray.nodes()  # type: ignore[no-untyped-call]
+            alive = {str(n["NodeID"]): dict(n["Resources"]) for n in nodes if n["Alive"]}
+            self._alive = (time.monotonic(), alive)
+        return alive
+
+    def _node_gone(self, index: int) -> Callable[[Alive], bool]:
+        node = self.nodes_of[index]
+        return lambda alive: node not in alive
+
+    @staticmethod
+    def _pin_unmet(pin: Mapping[str, float] | None) -> Callable[[Alive], bool]:
+        return lambda alive: pin is not None and not offers(alive, pin)
+
+    async def _until(self, ref: Any, gone: Callable[[Alive], bool]) -> Any:
+        """``ref``'s value, or NodeGoneError once ``gone(alive nodes)``: a call to an actor on a
+        dead node (or one never placed) must not wait on Ray's own detection forever."""
+        task: asyncio.Future[Any] = asyncio.ensure_future(ref)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_POLL_S)
+            if done:
+                return task.result()
+            if gone(self._alive_nodes()):
+                task.cancel()
+                raise NodeGoneError
 
     async def _poll(self, progress: ProgressFn | None) -> None:
         """Per-shard progress and health while a step runs (errors: the step handles them)."""
@@ -231,12 +385,16 @@ class RayRuntime:
     # --- checkpoints -----------------------------------------------------------------
     async def save(self, directory: Path) -> None:
         await asyncio.gather(*(actor.save.remote(str(directory)) for actor in self.actors))
+        if self.store is not None:
+            await self.store.save(directory)
         # the folder is renamed to step=<n> on commit; remember where it will be
         step = directory.name.removeprefix(".").removesuffix(".tmp")
         self.last_checkpoint = directory.parent / step
 
     async def restore(self, directory: Path) -> None:
         await asyncio.gather(*(actor.restore.remote(str(directory)) for actor in self.actors))
+        if self.store is not None:
+            await self.store.restore(directory)
         self.last_checkpoint = directory
 
     async def nodes(self) -> list[str]:
