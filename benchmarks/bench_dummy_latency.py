@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from repeat import print_medians, runs_in_fresh_processes
 
 from megasim.config import SimulationConfig
 from megasim.run import build_population, make_runtime
@@ -81,14 +80,8 @@ def main() -> None:
         return
     command = [sys.executable, __file__, "--child", f"--agents={args.agents}"]
     command += [f"--runtime={args.runtime}", f"--shards={args.shards}"]
-    runs = []
-    for _ in range(args.repeat):  # a fresh process each time: clean memory figures
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"agents={args.agents:,} runtime={args.runtime} shards={args.shards}")
-    for key in runs[0]:
-        values = [round(r[key], 3) for r in runs]
-        print(f"  {key:14s} median {statistics.median(values):9.3f}   runs {values}")
+    runs = runs_in_fresh_processes(command, args.repeat)
+    print_medians(f"agents={args.agents:,} runtime={args.runtime} shards={args.shards}", runs)
 
 
 if __name__ == "__main__":

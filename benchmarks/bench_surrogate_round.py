@@ -14,14 +14,13 @@ import asyncio
 import gc
 import json
 import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
+from repeat import print_medians, runs_in_fresh_processes
 
 from megasim.config import SimulationConfig
 from megasim.model.factory import build_models
@@ -102,16 +101,9 @@ def main() -> None:
         return
     # each repeat in a fresh process, so memory figures are not skewed by earlier runs
     command = [sys.executable, __file__, "--child", f"--agents={args.agents}"]
-    runs = []
-    for _ in range(args.repeat):
-        output = subprocess.run(
-            [*command, f"--shards={args.shards}"], check=True, capture_output=True, text=True
-        ).stdout
-        runs.append(json.loads(output.strip().splitlines()[-1]))
-    print(f"agents={args.agents:,} shards={args.shards} repeat={args.repeat} (fresh process each)")
-    for key in runs[0]:
-        values = [round(r[key], 2) for r in runs]
-        print(f"  {key:16s} median {statistics.median(values):10.2f}   runs {values}")
+    runs = runs_in_fresh_processes([*command, f"--shards={args.shards}"], args.repeat)
+    title = f"agents={args.agents:,} shards={args.shards} repeat={args.repeat} (fresh process each)"
+    print_medians(title, runs, digits=2)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,20 @@ def derive_seed(seed: int, *keys: int) -> int:
 def unit_float(seed: int, salt: int = 0) -> float:
     """A uniform float in [0, 1) determined by ``seed`` and ``salt``."""
     return (mix64(seed ^ (salt * 0xD1B54A32D192ED03 & _MASK)) >> 11) * (1.0 / (1 << 53))
+
+
+class CallSeeds:
+    """Seeds of agents' model calls: a function of (run seed, step, agent) only, never of
+    sharding or timing. The per-step base is cached: it is asked for a million times."""
+
+    __slots__ = ("_bases", "seed")
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._bases: dict[int, int] = {}
+
+    def __call__(self, agent_id: int, step: int) -> int:
+        base = self._bases.get(step)
+        if base is None:
+            base = self._bases[step] = derive_seed(self.seed, step)
+        return mix64(base ^ agent_id) >> 1

@@ -79,7 +79,10 @@ class TaskFreeDriver(Generic[T]):
 
     def _wake(self, future: asyncio.Future[Any]) -> None:
         """Resume every coroutine that suspended on ``future``."""
-        for index, coro in self._waiting.pop(future, ()):
+        waiters = self._waiting.pop(future, [])
+        waiters.reverse()
+        while waiters:  # popped one by one: a finished coroutine is freed at once
+            index, coro = waiters.pop()
             self._resume(index, coro)
 
     def _resume(self, index: int, coro: Coroutine[Any, Any, T], _: object = None) -> None:

@@ -21,7 +21,7 @@ from megasim.model.base import ChatRequest, ModelClient
 from megasim.model.parsing import parse_guess
 from megasim.scenarios.chat_prompts import build_chat_prompt, parse_message, room_block
 from megasim.scenarios.guess_prompts import describe_background
-from megasim.seeding import derive_seed, mix64, unit_float
+from megasim.seeding import CallSeeds, derive_seed, unit_float
 
 if TYPE_CHECKING:
     from megasim.config import SimulationConfig
@@ -38,6 +38,7 @@ class RoomBook:
         self.seed = seed
         self.max_tokens = max_tokens
         self._shared: dict[int, tuple[ChatObservation, str, dict[str, Any]]] = {}
+        self.request_seed = CallSeeds(seed)  # (agent_id, step) -> the call's seed
 
     def shared(self, obs: ChatObservation) -> tuple[str, dict[str, Any]]:
         entry = self._shared.get(obs.room)
@@ -88,12 +89,11 @@ class ChatAgent(Agent):
         prompt = build_chat_prompt(
             shared, own, describe_background(self.persona), self.book.max_tokens, observation
         )
-        seed = mix64(derive_seed(self.book.seed, observation.step) ^ self.id) >> 1
         request = ChatRequest(
             prompt.messages,
             prompt.max_tokens,
             None,
-            seed,
+            self.book.request_seed(self.id, observation.step),
             prompt.schema,
             self.id,
             self.persona,

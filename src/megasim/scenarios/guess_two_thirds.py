@@ -24,7 +24,7 @@ from megasim.scenarios.guess_prompts import (
     build_prompt,
     describe_background,
 )
-from megasim.seeding import derive_seed, mix64
+from megasim.seeding import CallSeeds
 
 if TYPE_CHECKING:
     from megasim.config import SimulationConfig
@@ -40,14 +40,7 @@ class PromptBook:
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **max_tokens}
         # keyed by observation identity: observations are per-group objects built once a step
         self._cache: dict[tuple[str, int], tuple[GuessObservation, Prompt, dict[str, Any]]] = {}
-        self._round_seeds: dict[int, int] = {}
-
-    def request_seed(self, agent_id: int, round_no: int) -> int:
-        """Seed of one agent's call in one round: depends on (run seed, round, agent) only."""
-        base = self._round_seeds.get(round_no)
-        if base is None:
-            base = self._round_seeds[round_no] = derive_seed(self.seed, round_no)
-        return mix64(base ^ agent_id) >> 1
+        self.request_seed = CallSeeds(seed)  # (agent_id, round) -> the call's seed
 
     def prompt(self, agent: GuessAgent, obs: GuessObservation) -> tuple[Prompt, dict[str, Any]]:
         """The agent's prompt and the request context shared by all who get that prompt."""
