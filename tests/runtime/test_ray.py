@@ -31,6 +31,7 @@ pytest.importorskip("ray")
 import ray  # noqa: E402
 
 from megasim.config import SimulationConfig  # noqa: E402
+from megasim.model.fake_server import FakeServer  # noqa: E402
 from megasim.run import build_population, run_simulation  # noqa: E402
 from megasim.runtime.ray_runtime import NodeGoneError, RayRuntime  # noqa: E402
 from megasim.scenarios import get_scenario  # noqa: E402
@@ -313,6 +314,35 @@ async def test_lost_partition_actor_rolls_back_and_reruns_the_step(
     assert lost == [{**lost[0], "step": 2, "partitions": [1]}]
     assert "env_partitions_restored" in {e["event"] for e in events}
     assert "shard_lost" not in {e["event"] for e in events}  # shards were fine
+
+
+@pytest.mark.parametrize("node", ["head_node", "worker_node"])
+async def test_shards_call_the_model_server_of_their_own_node_first(
+    cluster: str, tmp_path: Path, node: str
+) -> None:
+    """Two model servers, one declared per node (by the custom resource only that node
+    has); a shard pinned to a node sends every call to that node's server."""
+    with FakeServer(latency_s=0.01) as head_server, FakeServer(latency_s=0.01) as worker_server:
+        data = config_data(tmp_path, rounds=1)
+        endpoints = [
+            {"base_url": head_server.base_url, "node": "head_node"},
+            {"base_url": worker_server.base_url, "node": "worker_node"},
+        ]
+        data["models"] = {
+            "s": {"backend": "openai", "model": "fake", "api_key_env": None, "endpoints": endpoints}
+        }
+        data["game"] = {"repair": False}
+        data["runtime"] = {"kind": "ray", "address": cluster, "shards": 1, "cpus_per_shard": 0}
+        data["runtime"]["shard_resources"] = {0: {node: 0.01}}
+        result = await run_simulation(SimulationConfig.model_validate(data), run_id=node)
+        calls = {
+            "head_node": head_server.counts["requests"],
+            "worker_node": worker_server.counts["requests"],
+        }
+    other = "worker_node" if node == "head_node" else "head_node"
+    assert calls[other] == 0  # every call (merged ones carry n samples) to the own node
+    assert calls[node] > 0
+    assert result.steps[0].outcome["valid"] == 400
 
 
 async def test_call_to_an_actor_on_a_dead_node_gives_up(tmp_path: Path) -> None:

@@ -43,7 +43,9 @@ class EndpointConfig(BaseModel):
         None, ge=1, description="calls in flight at most; None: the model's max_concurrency"
     )
     node: str | None = Field(
-        None, description="IP of the Ray node serving it: shards on that node call it first"
+        None,
+        description="the Ray node serving it (its IP, node id, or a custom resource only "
+        "it has): shards on that node call it first",
     )
 
 

@@ -98,7 +98,7 @@ def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
                 strict=True,
             )
         ],
-        local_node=current_node_ip(),
+        local_node=current_node_names(),
         model=config.model,
         api_key_env=config.api_key_env,
         timeout_s=config.timeout_s,
@@ -115,13 +115,22 @@ def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
     )
 
 
-def current_node_ip() -> str | None:
-    """This process's Ray node IP when it runs inside Ray (a shard actor), else None.
-    Ray is only consulted if something already imported it: the local runtime never does."""
+_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+def current_node_names() -> frozenset[str]:
+    """What identifies this process's Ray node when it runs inside Ray (a shard actor): its
+    IP, node id and custom resources (such as the one a shard is pinned with), for
+    matching endpoints' ``node``. Empty outside Ray; the local runtime never imports it."""
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
-        return None
-    return str(ray.util.get_node_ip_address())
+        return frozenset()
+    node_id = ray.get_runtime_context().get_node_id()
+    names = {str(ray.util.get_node_ip_address()), str(node_id)}
+    for node in ray.nodes():
+        if node["NodeID"] == node_id:
+            names.update(k for k in node["Resources"] if k not in _BUILTIN_RESOURCES)
+    return frozenset(n for n in names if not n.startswith("node:"))
 
 
 def build_models(configs: Mapping[str, ModelConfig], names: set[str]) -> dict[str, ModelClient]:

@@ -133,7 +133,7 @@ class EndpointPool:
         metrics: ModelMetrics | None = None,
         connections_per_client: int = 16,
         http_client: Literal["fast", "httpx"] = "httpx",
-        local_node: str | None = None,
+        local_node: str | frozenset[str] | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("an endpoint pool needs at least one endpoint")
@@ -150,6 +150,8 @@ class EndpointPool:
         self.max_retry_after_s = max_retry_after_s
         self.metrics = metrics if metrics is not None else ModelMetrics(name)
         self.endpoints: list[Endpoint] = []
+        # names of the node this pool runs on (IP, Ray node id, its custom resources)
+        local_names = {local_node} if isinstance(local_node, str) else set(local_node or ())
         for index, spec in enumerate(endpoints):
             client = OpenAIModel(
                 name=name,
@@ -166,7 +168,7 @@ class EndpointPool:
                 http_client=http_client,
             )
             endpoint = Endpoint(index, spec, client, health_url(spec.base_url, health_path))
-            endpoint.local = local_node is not None and spec.node == local_node
+            endpoint.local = spec.node is not None and spec.node in local_names
             self.endpoints.append(endpoint)
             self.metrics.endpoint(endpoint.base_url)  # listed in snapshots from the start
         self._http = httpx.AsyncClient(timeout=min(timeout_s, 5.0))
