@@ -93,6 +93,18 @@ def test_sets_delete_and_type_errors() -> None:
         part.commit(3)
 
 
+def test_values_that_would_not_survive_a_json_checkpoint_are_refused(tmp_path: Path) -> None:
+    part = StorePartition(0, 1)
+    part.stage(1, 0, [KeyedOp("s", 0, 0, "add", (1, 2))])
+    with pytest.raises(KeyedStateError, match="set members must be str, int"):
+        part.commit(1)
+    part = StorePartition(0, 1)
+    part.stage(1, 0, [KeyedOp("x", 0, 0, "set", float("nan"))])
+    part.commit(1)
+    with pytest.raises(KeyedStateError, match="key 'x' is not JSON data"):
+        part.save(str(tmp_path))
+
+
 async def test_checkpoint_round_trip_with_another_partition_count(tmp_path: Path) -> None:
     store = in_process_store(3)
     for index, ops in enumerate(ops_of_three_shards()):

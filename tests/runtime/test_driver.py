@@ -124,3 +124,28 @@ async def test_waiters_on_one_future_resume_in_order_and_can_wait_again() -> Non
     await asyncio.wait_for(driver.wait(), timeout=2)
     assert order == list(range(100))
     assert results == {i: i for i in range(100)}
+
+
+async def test_a_failing_report_does_not_strand_the_other_waiters() -> None:
+    """If reporting one coroutine's end raises, the others on the same future still run."""
+    loop = asyncio.get_running_loop()
+    shared: asyncio.Future[None] = loop.create_future()
+    results: dict[int, Any] = {}
+
+    def done(index: int, outcome: Any) -> None:
+        if index == 0:
+            raise RuntimeError("a bug in the reporting code")
+        results[index] = outcome
+
+    async def waits(i: int) -> int:
+        await shared
+        return i
+
+    driver: TaskFreeDriver[int] = TaskFreeDriver(done)
+    for i in range(3):
+        driver.start(i, waits(i))
+    loop.set_exception_handler(lambda loop, context: None)  # the bug is logged, not raised
+    shared.set_result(None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert results == {1: 1, 2: 2}

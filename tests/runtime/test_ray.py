@@ -345,6 +345,18 @@ async def test_shards_call_the_model_server_of_their_own_node_first(
     assert result.steps[0].outcome["valid"] == 400
 
 
+async def test_close_after_a_failed_start_releases_everything(tmp_path: Path) -> None:
+    """A shard that failed to build leaves nodes unknown; close must still kill every
+    actor (here stand-ins Ray cannot kill) and clear, without an IndexError."""
+    config = ray_config(tmp_path, "unused", shards=2)
+    runtime = RayRuntime(config, build_population(config), RunDirectory.create(tmp_path, "c"))
+    runtime.actors = [object(), object()]
+    runtime.partitions = [object()]
+    await runtime.close()
+    assert runtime.actors == []
+    assert runtime.partitions == []
+
+
 async def test_call_to_an_actor_on_a_dead_node_gives_up(tmp_path: Path) -> None:
     """The driver's own watch: a call whose node left Ray's node table ends, even if Ray
     itself never fails it (no cluster needed: the node table is stubbed)."""

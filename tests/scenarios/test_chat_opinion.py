@@ -118,8 +118,12 @@ def test_parse_message() -> None:
 
 
 def test_a_non_numeric_opinion_column_is_refused(tmp_path: Path) -> None:
+    scenario = get_scenario("chat_opinion")
+    table = pa.table({"agent_id": [0, 1], "group": [0, 0], "opinion": [20.0, 150.0]})
+    assert scenario.check_population(table) == ["column 'opinion': 1 values outside [0, 100]"]
+    assert scenario.check_population(table.drop_columns(["opinion"])) == []
     table = pa.table({"agent_id": [0], "group": [0], "opinion": ["high"]})
-    problems = get_scenario("chat_opinion").check_population(table)
+    problems = scenario.check_population(table)
     assert problems
     assert "opinion" in problems[0]
 

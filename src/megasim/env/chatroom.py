@@ -10,6 +10,7 @@ reproducible), so a room's transcript is the same however agents are sharded.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from megasim.seeding import derive_seed
 
 
 def room_key(room: int) -> str:
+    """The KeyedStore key of a room's transcript."""
     return f"room/{room}"
 
 
@@ -122,24 +124,27 @@ class ChatRoom(Environment):
         return obs
 
     def writes(self, step: int, decisions: pa.Table) -> list[KeyedOp]:
-        """Every valid decision with a message becomes a post in the author's room."""
+        """Every valid decision with a message becomes a post in the author's room.
+
+        Only the ``window`` posts with the highest seeded order per room leave the shard:
+        the commit keeps the room's last ``window`` posts, and those are always among
+        the union of every shard's top ``window`` (a million posts would otherwise cross
+        to the partitions to be dropped there)."""
         spoke = pc.and_(decisions.column("valid"), pc.invert(pc.is_null(decisions.column("text"))))
         rows = decisions.filter(spoke).select(["agent_id", "group", "value", "text"])
         base = derive_seed(int(self.state["seed"]), step)
         keep = int(self.state["window"])
-        return [
-            KeyedOp(
-                room_key(group),
-                derive_seed(base, agent),
-                0,
-                "append",
-                {"agent": agent, "step": step, "opinion": value, "text": text},
-                keep,
-            )
-            for agent, group, value, text in zip(
-                *(rows.column(c).to_pylist() for c in rows.column_names), strict=True
-            )
-        ]
+        by_room: dict[int, list[tuple[int, int, float, str]]] = {}
+        for agent, group, value, text in zip(
+            *(rows.column(c).to_pylist() for c in rows.column_names), strict=True
+        ):
+            by_room.setdefault(group, []).append((derive_seed(base, agent), agent, value, text))
+        ops = []
+        for room, posts in by_room.items():
+            for order, agent, value, text in heapq.nlargest(keep, posts):
+                post = {"agent": agent, "step": step, "opinion": value, "text": text}
+                ops.append(KeyedOp(room_key(room), order, 0, "append", post, keep))
+        return ops
 
     def reduce(self, batch: DecisionBatch) -> dict[str, Any]:
         return group_partial(batch, self.rooms)

@@ -27,6 +27,9 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % partitions
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _set_order(item: Any) -> tuple[str, Any]:
     return (type(item).__name__, item)
 
@@ -45,7 +48,8 @@ class StorePartition:
         self._staged: dict[int, tuple[int, list[KeyedOp]]] = {}  # shard -> (step, ops)
 
     def read(self, keys: Iterable[str]) -> dict[str, Any]:
-        """Copies of the values: lists as tuples, sets as sorted lists (treat as read-only)."""
+        """Lists as tuples, sets as sorted lists; items and plain values are shared, not
+        copied (a million posts are read per step): treat them as read-only."""
         found: dict[str, Any] = {}
         values = self.values
         for key in keys:
@@ -59,6 +63,7 @@ class StorePartition:
         return found
 
     def stage(self, step: int, shard: int, ops: Sequence[KeyedOp]) -> None:
+        """Hold ``shard``'s ops for ``step``, replacing what it staged before (a rerun)."""
         self._staged[shard] = (step, list(ops))
 
     def commit(self, step: int) -> int:
@@ -80,6 +85,11 @@ class StorePartition:
             if op.keep > 0 and len(current) > op.keep:
                 del current[: len(current) - op.keep]
         elif op.kind in ("add", "discard"):
+            if not isinstance(op.value, _SCALARS):  # must survive a JSON checkpoint as is
+                raise KeyedStateError(
+                    f"{op.kind} on key {op.key!r}: set members must be str, int, float, "
+                    f"bool or None, not {type(op.value).__name__}"
+                )
             members = values.setdefault(op.key, set())
             if not isinstance(members, set):
                 raise KeyedStateError(f"{op.kind} on key {op.key!r}, which is not a set")
@@ -96,6 +106,10 @@ class StorePartition:
 
     # --- checkpoints: JSON lines, one key each ------------------------------------------
     def save(self, directory: str) -> int:
+        """Write this partition's keys to ``<directory>/keyed/partition=<index>.jsonl``.
+
+        Values must be JSON data (lists, not tuples; str keys; finite numbers) so that a
+        resumed run sees what an unbroken one does; anything else is refused here."""
         folder = Path(directory) / KEYED_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"partition={self.index}.jsonl"
@@ -108,7 +122,11 @@ class StorePartition:
                     record = {"key": key, "list": value}
                 else:
                     record = {"key": key, "value": value}
-                handle.write(json.dumps(record) + "\n")
+                try:
+                    line = json.dumps(record, allow_nan=False)
+                except (TypeError, ValueError) as exc:
+                    raise KeyedStateError(f"key {key!r} is not JSON data: {exc}") from exc
+                handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         return len(self.values)
@@ -214,6 +232,7 @@ class PartitionedStore:
 
 
 def in_process_store(partitions: int) -> PartitionedStore:
+    """The local runtime's store: ``partitions`` StorePartitions in this process."""
     return PartitionedStore(
         [InProcessPartition(StorePartition(i, partitions)) for i in range(partitions)]
     )

@@ -81,9 +81,13 @@ class TaskFreeDriver(Generic[T]):
         """Resume every coroutine that suspended on ``future``."""
         waiters = self._waiting.pop(future, [])
         waiters.reverse()
-        while waiters:  # popped one by one: a finished coroutine is freed at once
-            index, coro = waiters.pop()
-            self._resume(index, coro)
+        try:
+            while waiters:  # popped one by one: a finished coroutine is freed at once
+                index, coro = waiters.pop()
+                self._resume(index, coro)
+        finally:  # if one resumption raised, the others still run, each in its own callback
+            for index, coro in reversed(waiters):
+                self._loop.call_soon(self._resume, index, coro)
 
     def _resume(self, index: int, coro: Coroutine[Any, Any, T], _: object = None) -> None:
         if self._step(index, coro):

@@ -36,7 +36,7 @@ from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metric
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used, shard_slices
 from megasim.runtime.mailbox import router_for
-from megasim.runtime.ray_store import actor_store, spawn_partitions
+from megasim.runtime.ray_store import actor_store, lost_partitions, spawn_partitions
 from megasim.runtime.shard import AgentShard
 from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
@@ -190,17 +190,22 @@ class RayRuntime:
         self.store = actor_store(self.partitions)
 
     async def close(self) -> None:
-        for index, actor in enumerate(self.actors):
-            with contextlib.suppress(*_LOST):
-                await self._until(actor.close.remote(), self._node_gone(index))
-            ray.kill(actor)
-        self.actors.clear()
-        for partition in self.partitions:
-            with contextlib.suppress(Exception):  # already gone
-                ray.kill(partition)
-        self.partitions.clear()
-        if self._started_ray:
-            ray.shutdown()
+        """Release every actor, also after a failed ``start`` (nodes then partly unknown)."""
+        try:
+            for index, actor in enumerate(self.actors):
+                if index < len(self.nodes_of):
+                    with contextlib.suppress(*_LOST):
+                        await self._until(actor.close.remote(), self._node_gone(index))
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(actor)
+        finally:
+            for partition in self.partitions:
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(partition)
+            self.actors.clear()
+            self.partitions.clear()
+            if self._started_ray:
+                ray.shutdown()
 
     # --- steps -----------------------------------------------------------------------
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
@@ -236,7 +241,7 @@ class RayRuntime:
                         await self.store.commit(step)
                     return list(results)
                 except Exception:
-                    lost = await self._lost_partitions()
+                    lost = await lost_partitions(self.partitions)
                     if not lost or attempt == self.config.runtime.max_shard_restarts:
                         raise
                     await self._recover_partitions(step, lost)
@@ -306,16 +311,6 @@ class RayRuntime:
             await self._until(restore, self._node_gone(index))
 
     # --- keyed-state partitions ---------------------------------------------------------
-    async def _lost_partitions(self) -> list[int]:
-        """Indexes of partition actors that no longer answer."""
-        lost = []
-        for index, partition in enumerate(self.partitions):
-            try:
-                await asyncio.wait_for(partition.read.remote([]), timeout=10)
-            except (asyncio.TimeoutError, *_LOST):
-                lost.append(index)
-        return lost
-
     async def _recover_partitions(self, step: int, lost: list[int]) -> None:
         """New partition actors, and every partition and shard back at the last checkpoint
         (shards may have changed agent state in the failed attempt): the step reruns whole."""

@@ -7,9 +7,11 @@ travel with Ray's own serialisation between our actors, never from outside peers
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from megasim.env.base import KeyedOp
 from megasim.env.keyed_store import PartitionedStore, StorePartition
@@ -53,3 +55,14 @@ def spawn_partitions(count: int, spread: bool) -> list[Any]:
 
 def actor_store(handles: list[Any]) -> PartitionedStore:
     return PartitionedStore([ActorPartition(handle) for handle in handles])
+
+
+async def lost_partitions(handles: list[Any], timeout_s: float = 10.0) -> list[int]:
+    """Indexes of the partition actors that no longer answer."""
+    lost = []
+    for index, handle in enumerate(handles):
+        try:
+            await asyncio.wait_for(handle.read.remote([]), timeout=timeout_s)
+        except (TimeoutError, RayActorError):
+            lost.append(index)
+    return lost

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from megasim.agent import Agent, Decision, PersonaTable
 from megasim.env.chatroom import ChatObservation, ChatRoom
@@ -149,10 +150,15 @@ class ChatOpinion:
         ]
 
     def check_population(self, population: pa.Table) -> list[str]:
-        if OPINION_COLUMN in population.column_names:
-            column = population.column(OPINION_COLUMN)
-            if not pa.types.is_integer(column.type) and not pa.types.is_floating(column.type):
-                return [f"column {OPINION_COLUMN!r} must be numeric (0-100), not {column.type}"]
+        if OPINION_COLUMN not in population.column_names:
+            return []
+        column = population.column(OPINION_COLUMN)
+        if not pa.types.is_integer(column.type) and not pa.types.is_floating(column.type):
+            return [f"column {OPINION_COLUMN!r} must be numeric (0-100), not {column.type}"]
+        values = pc.drop_null(column)
+        outside = pc.sum(pc.or_(pc.less(values, _LOW), pc.greater(values, _HIGH))).as_py()
+        if outside:
+            return [f"column {OPINION_COLUMN!r}: {outside} values outside [0, 100]"]
         return []
 
     async def run(self, sim: Simulation) -> None:
