@@ -1,8 +1,9 @@
 """Chat rooms at scale: keyed environment state (room transcripts) read and written by
 every agent each step; surrogate model (a labelled non-LLM stand-in), no latency.
 
-Reports the median wall time of steps 2..R (step 1 reads empty rooms) and the posts
-committed per second, for the local runtime or Ray with K shards and P partition actors.
+Reports the median wall time of steps 2..R (step 1 reads empty rooms) and the agents
+handled per second (each reads its room and posts), for the local runtime or Ray with K
+shards and P partition actors.
 
     python benchmarks/bench_chat_rooms.py --agents 100000 --room-size 100
     python benchmarks/bench_chat_rooms.py --agents 100000 --runtime ray --shards 2 --partitions 2
@@ -54,7 +55,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
         run_s = time.perf_counter() - started
         walls = [float(m["wall_s"]) for m in result.run_dir.read_metrics()]
     step_s = statistics.median(walls[1:]) if len(walls) > 1 else walls[0]
-    return {"step_s": step_s, "posts_per_s": args.agents / step_s, "run_s": run_s}
+    return {"step_s": step_s, "agents_per_s": args.agents / step_s, "run_s": run_s}
 
 
 def main() -> None:
