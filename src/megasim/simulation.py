@@ -99,6 +99,11 @@ class Simulation:
         """Call ``listener(outcome)`` after each step (progress bars, live monitors)."""
         self._listeners.append(listener)
 
+    async def step_until(self, steps: int) -> None:
+        """Step until ``steps`` are done, counting steps done before a resume."""
+        while self.step_index < steps:
+            await self.step()
+
     async def step(self) -> StepOutcome:
         """Run one step on every shard, combine, record metrics, update the environment."""
         step = self.step_index + 1

@@ -29,6 +29,7 @@ os.environ["RAY_AUTH_TOKEN_PATH"] = str(TOKEN)
 pytest.importorskip("ray")
 
 import ray  # noqa: E402
+from ray.exceptions import RayActorError  # noqa: E402
 
 from megasim.config import SimulationConfig  # noqa: E402
 from megasim.model.fake_server import FakeServer  # noqa: E402
@@ -345,9 +346,26 @@ async def test_shards_call_the_model_server_of_their_own_node_first(
     assert result.steps[0].outcome["valid"] == 400
 
 
-async def test_close_after_a_failed_start_releases_everything(tmp_path: Path) -> None:
-    """A shard that failed to build leaves nodes unknown; close must still kill every
-    actor (here stand-ins Ray cannot kill) and clear, without an IndexError."""
+async def test_close_after_a_failed_start_releases_everything(cluster: str, tmp_path: Path) -> None:
+    """Shard actors that fail to build (a model file that does not exist) leave their nodes
+    unknown; close must still kill every actor and disconnect, and the user sees the
+    model's error, not an IndexError from the cleanup."""
+    data = config_data(tmp_path, rounds=1)
+    data["models"] = {"s": {"backend": "local", "path": str(tmp_path / "missing.gguf")}}
+    data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
+    config = SimulationConfig.model_validate(data)
+    runtime = RayRuntime(config, build_population(config), RunDirectory.create(tmp_path, "c"))
+    with pytest.raises(RayActorError, match=r"missing\.gguf"):
+        await runtime.start()
+    assert runtime.nodes_of == []
+    await runtime.close()
+    assert runtime.actors == []
+    assert not ray.is_initialized()
+
+
+async def test_close_without_a_ray_connection_does_not_start_one(tmp_path: Path) -> None:
+    """``ray.kill`` would start (or join) a Ray instance just to fail: a stray connection
+    from the test process would outlive the test cluster and kill pytest a minute later."""
     config = ray_config(tmp_path, "unused", shards=2)
     runtime = RayRuntime(config, build_population(config), RunDirectory.create(tmp_path, "c"))
     runtime.actors = [object(), object()]
@@ -355,6 +373,7 @@ async def test_close_after_a_failed_start_releases_everything(tmp_path: Path) ->
     await runtime.close()
     assert runtime.actors == []
     assert runtime.partitions == []
+    assert not ray.is_initialized()
 
 
 async def test_call_to_an_actor_on_a_dead_node_gives_up(tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ import os
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from megasim.env.base import KeyedOp
+from megasim.env.base import KeyedOp, PartitionClient
 
 KEYED_DIR = "keyed"
 
@@ -152,16 +152,6 @@ class StorePartition:
                     else:
                         self.values[key] = record["value"]
         return len(self.values)
-
-
-class PartitionClient(Protocol):
-    """One partition as seen from a shard or the driver: in-process, or a Ray actor."""
-
-    async def read(self, keys: list[str]) -> dict[str, Any]: ...
-    async def stage(self, step: int, shard: int, ops: list[KeyedOp]) -> None: ...
-    async def commit(self, step: int) -> int: ...
-    async def save(self, directory: str) -> int: ...
-    async def restore(self, directory: str) -> int: ...
 
 
 class InProcessPartition:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,8 +16,11 @@ from megasim.model.config import (
 from megasim.model.retry import RetryingModel
 
 
-def build_model(name: str, config: ModelConfig) -> ModelClient:
-    """One client per named model; real backends get the retry wrapper."""
+def build_model(
+    name: str, config: ModelConfig, node_names: frozenset[str] = frozenset()
+) -> ModelClient:
+    """One client per named model; real backends get the retry wrapper. ``node_names``
+    identify the Ray node this runs on (a shard actor's), for endpoints' ``node``."""
     inner: ModelClient
     if isinstance(config, SurrogateModelConfig):
         from megasim.model.surrogate import SurrogateModel
@@ -42,7 +44,7 @@ def build_model(name: str, config: ModelConfig) -> ModelClient:
             max_tokens_cap=config.max_tokens,
         )
     elif isinstance(config, OpenAIModelConfig):
-        inner = _build_openai(name, config)
+        inner = _build_openai(name, config, node_names)
         retrying = RetryingModel(
             inner, retries=config.retries, max_retry_after_s=config.max_retry_after_s
         )
@@ -67,7 +69,7 @@ def _wrap(client: ModelClient, config: LocalModelConfig | OpenAIModelConfig) -> 
     return client
 
 
-def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
+def _build_openai(name: str, config: OpenAIModelConfig, node_names: frozenset[str]) -> ModelClient:
     """``base_url``: one OpenAIModel; ``endpoints``: an EndpointPool (balancing, dead
     endpoints taken out and probed back). Both keep metrics (``metrics_snapshot()``)."""
     if config.endpoints is None:
@@ -98,7 +100,7 @@ def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
                 strict=True,
             )
         ],
-        local_node=current_node_names(),
+        local_node=node_names,
         model=config.model,
         api_key_env=config.api_key_env,
         timeout_s=config.timeout_s,
@@ -115,24 +117,8 @@ def _build_openai(name: str, config: OpenAIModelConfig) -> ModelClient:
     )
 
 
-_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
-
-
-def current_node_names() -> frozenset[str]:
-    """What identifies this process's Ray node when it runs inside Ray (a shard actor): its
-    IP, node id and custom resources (such as the one a shard is pinned with), for
-    matching endpoints' ``node``. Empty outside Ray; the local runtime never imports it."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return frozenset()
-    node_id = ray.get_runtime_context().get_node_id()
-    names = {str(ray.util.get_node_ip_address()), str(node_id)}
-    for node in ray.nodes():
-        if node["NodeID"] == node_id:
-            names.update(k for k in node["Resources"] if k not in _BUILTIN_RESOURCES)
-    return frozenset(n for n in names if not n.startswith("node:"))
-
-
-def build_models(configs: Mapping[str, ModelConfig], names: set[str]) -> dict[str, ModelClient]:
+def build_models(
+    configs: Mapping[str, ModelConfig], names: set[str], node_names: frozenset[str] = frozenset()
+) -> dict[str, ModelClient]:
     """Build only the models some agent uses (a local model costs a server each)."""
-    return {name: build_model(name, configs[name]) for name in sorted(names)}
+    return {name: build_model(name, configs[name], node_names) for name in sorted(names)}

@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow as pa
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
@@ -30,14 +28,11 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from megasim.config import SimulationConfig
 from megasim.env.keyed_store import PartitionedStore
 from megasim.message import Message
-from megasim.model.base import ModelClient
-from megasim.model.factory import build_models
-from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
-from megasim.runtime.checkpoint import read_agent_states
-from megasim.runtime.local import models_used, shard_slices
+from megasim.runtime.base import ProgressFn, ShardStepResult
+from megasim.runtime.local import shard_slices
 from megasim.runtime.mailbox import router_for
+from megasim.runtime.ray_shard import RemoteShard
 from megasim.runtime.ray_store import actor_store, lost_partitions, spawn_partitions
-from megasim.runtime.shard import AgentShard
 from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
 
@@ -57,76 +52,6 @@ _LOST = (RayActorError, ActorDiedError, ActorUnavailableError, NodeGoneError)
 def offers(alive: Alive, pin: Mapping[str, float]) -> bool:
     """Whether some alive node has (in total) every resource of ``pin``."""
     return any(all(res.get(k, 0.0) >= v for k, v in pin.items()) for res in alive.values())
-
-
-class ShardActor:
-    """Hosts one AgentShard inside a Ray actor (wrapped with ``ray.remote`` below)."""
-
-    def __init__(
-        self,
-        config_data: dict[str, Any],
-        population: pa.Table,
-        index: int,
-        run_path: str,
-        partitions: list[Any],
-    ) -> None:
-        config = SimulationConfig.model_validate(config_data)
-        scenario = get_scenario(config.scenario)
-        self.models: dict[str, ModelClient] = build_models(config.models, models_used(population))
-        agents = scenario.build_agents(config, population, self.models)
-        env = scenario.build_env(config, population)  # replaced by the driver's snapshot
-        store = actor_store(partitions) if partitions else None
-        self.shard = AgentShard(index, agents, env, RunDirectory(Path(run_path)), store)
-        self.done = 0
-        self.step_no = 0
-        self.process = psutil.Process()
-        self.process.cpu_percent()  # prime the counter
-
-    def _progress(self, _: int, done: int) -> None:
-        self.done = done
-
-    async def step(
-        self, step: int, snapshot: Mapping[str, Any], inbox: list[Message]
-    ) -> ShardStepResult:
-        self.step_no, self.done = step, 0
-        result = await self.shard.step(step, snapshot, self._progress, inbox)
-        result.node = ray.get_runtime_context().get_node_id()
-        result.model_layer = model_layer_metrics(self.models)
-        return result
-
-    def health(self) -> dict[str, Any]:
-        """Progress and resource use, polled by the driver while a step runs."""
-        return {
-            "shard": self.shard.index,
-            "agents": len(self.shard.agents),
-            "step": self.step_no,
-            "done": self.done,
-            "node": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid(),
-            "cpu_percent": self.process.cpu_percent(),
-            "rss_mb": self.process.memory_info().rss / 2**20,
-            "model_calls_in_flight": sum(
-                int(snapshot.get("in_flight", 0))
-                for snapshot in model_layer_metrics(self.models).values()
-            ),
-        }
-
-    def use_partitions(self, partitions: list[Any]) -> None:
-        """Keyed state moved to new partition actors (after one was lost)."""
-        self.shard.store = actor_store(partitions)
-
-    def save(self, directory: str) -> int:
-        return self.shard.save_states(Path(directory))
-
-    def restore(self, directory: str) -> None:
-        self.shard.load_states(read_agent_states(Path(directory)))
-
-    async def close(self) -> None:
-        for model in self.models.values():
-            await model.aclose()
-
-
-RemoteShard = ray.remote(ShardActor)
 
 
 class RayRuntime:
@@ -190,7 +115,13 @@ class RayRuntime:
         self.store = actor_store(self.partitions)
 
     async def close(self) -> None:
-        """Release every actor, also after a failed ``start`` (nodes then partly unknown)."""
+        """Release every actor, also after a failed ``start`` (nodes then partly unknown).
+        Without a Ray connection there is nothing to release (and ``ray.kill`` would start
+        or join a Ray instance just to fail)."""
+        if not ray.is_initialized():
+            self.actors.clear()
+            self.partitions.clear()
+            return
         try:
             for index, actor in enumerate(self.actors):
                 if index < len(self.nodes_of):
@@ -220,34 +151,40 @@ class RayRuntime:
     ) -> list[ShardStepResult]:
         snapshot = dict(env_snapshot)
         inboxes = inboxes or {}
+        budget = self.config.runtime.max_shard_restarts
         poller = asyncio.create_task(self._poll(progress))
         try:
-            for attempt in range(self.config.runtime.max_shard_restarts + 1):
+            for attempt in range(budget + 1):
                 try:
-                    # every shard's attempt settles before a failure is handled: a rerun
-                    # must never overlap a shard's still-running first attempt
-                    settled = await asyncio.gather(
-                        *(
-                            self._step_shard(index, step, snapshot, inboxes.get(index, []))
-                            for index in range(len(self.actors))
-                        ),
-                        return_exceptions=True,
-                    )
-                    results = [r for r in settled if isinstance(r, ShardStepResult)]
-                    for outcome in settled:
-                        if isinstance(outcome, BaseException):
-                            raise outcome
-                    if self.store is not None:
-                        await self.store.commit(step)
-                    return list(results)
+                    return await self._attempt(step, snapshot, inboxes)
                 except Exception:
                     lost = await lost_partitions(self.partitions)
-                    if not lost or attempt == self.config.runtime.max_shard_restarts:
+                    if not lost or attempt == budget:
                         raise
                     await self._recover_partitions(step, lost)
             raise AssertionError("unreachable: the last attempt returns or raises")
         finally:
             poller.cancel()
+
+    async def _attempt(
+        self, step: int, snapshot: dict[str, Any], inboxes: Mapping[int, list[Message]]
+    ) -> list[ShardStepResult]:
+        """Every shard steps (lost ones rebuilt and rerun), then keyed ops are committed.
+        All shards settle before a failure is raised: a rerun of the step must never
+        overlap a shard's still-running first attempt."""
+        settled = await asyncio.gather(
+            *(
+                self._step_shard(index, step, snapshot, inboxes.get(index, []))
+                for index in range(len(self.actors))
+            ),
+            return_exceptions=True,
+        )
+        for outcome in settled:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if self.store is not None:
+            await self.store.commit(step)
+        return [r for r in settled if isinstance(r, ShardStepResult)]
 
     async def _step_shard(
         self, index: int, step: int, snapshot: dict[str, Any], inbox: list[Message]

@@ -162,5 +162,4 @@ class ChatOpinion:
         return []
 
     async def run(self, sim: Simulation) -> None:
-        while sim.step_index < sim.config.rounds:
-            await sim.step()
+        await sim.step_until(sim.config.rounds)  # a resumed run continues where it was

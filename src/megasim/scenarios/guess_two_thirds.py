@@ -213,6 +213,4 @@ class GuessTwoThirds:
         return []
 
     async def run(self, sim: Simulation) -> None:
-        # loop on sim.step_index, not a fresh counter, so a resumed run continues where it was
-        while sim.step_index < sim.config.rounds:
-            await sim.step()
+        await sim.step_until(sim.config.rounds)  # a resumed run continues where it was
