@@ -9,7 +9,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from megasim.model import local
-from megasim.model.base import ChatMessage, ChatRequest, ModelClient
+from megasim.model.base import ChatMessage, ChatRequest, ModelClient, ModelSetupError
 from megasim.model.config import (
     LocalModelConfig,
     ModelConfig,
@@ -156,16 +156,19 @@ async def test_openai_builds_without_network(monkeypatch: pytest.MonkeyPatch) ->
     await model.aclose()
 
 
-async def test_openai_without_key_uses_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_with_unset_key_variable_fails_at_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named key variable that is missing is a setup error naming it, not a dummy key."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    model = unwrap(
-        build_model(
-            "o", OpenAIModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
-        )
-    )
-    assert isinstance(model, RetryingModel)
-    assert isinstance(model.inner, OpenAIModel)
-    assert model.inner._client.api_key == "not-needed"
+    config = OpenAIModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    with pytest.raises(ModelSetupError, match=r"'o'.*OPENAI_API_KEY.*api_key_env: null"):
+        build_model("o", config)
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    with pytest.raises(ModelSetupError, match="OPENAI_API_KEY"):
+        build_model("o", config)
+
+
+async def test_keyless_endpoint_sends_a_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     no_env = unwrap(
         build_model(
             "o2",
@@ -177,8 +180,19 @@ async def test_openai_without_key_uses_placeholder(monkeypatch: pytest.MonkeyPat
     assert isinstance(no_env, RetryingModel)
     assert isinstance(no_env.inner, OpenAIModel)
     assert no_env.inner._client.api_key == "not-needed"
-    await model.aclose()
     await no_env.aclose()
+
+
+def test_pool_with_unset_key_variable_fails_at_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEGASIM_NO_SUCH_KEY", raising=False)
+    config = OpenAIModelConfig(
+        backend="openai",
+        model="m",
+        api_key_env="MEGASIM_NO_SUCH_KEY",
+        endpoints=[{"base_url": "http://127.0.0.1:9/v1"}, {"base_url": "http://127.0.0.1:10/v1"}],
+    )
+    with pytest.raises(ModelSetupError, match="MEGASIM_NO_SUCH_KEY"):
+        build_model("p", config)
 
 
 def test_build_models_builds_only_the_names_asked_for(fake_local: type[FakeLocal]) -> None:
@@ -288,7 +302,11 @@ def test_merge_and_cache_wrappers(tmp_path: Path) -> None:
     from megasim.model.cache import CachingModel
 
     config = OpenAIModelConfig(
-        backend="openai", base_url="http://127.0.0.1:9/v1", model="m", cache=str(tmp_path / "c.db")
+        backend="openai",
+        base_url="http://127.0.0.1:9/v1",
+        model="m",
+        api_key_env=None,
+        cache=str(tmp_path / "c.db"),
     )
     model = build_model("o", config)
     assert isinstance(model, CachingModel)
@@ -296,6 +314,9 @@ def test_merge_and_cache_wrappers(tmp_path: Path) -> None:
     assert isinstance(model.inner.inner, RetryingModel)
     assert model.inner.max_n > 1  # the openai backend can answer n samples in one call
     plain = build_model(
-        "o", OpenAIModelConfig(backend="openai", base_url="http://x/v1", model="m", merge=False)
+        "o",
+        OpenAIModelConfig(
+            backend="openai", base_url="http://x/v1", model="m", merge=False, api_key_env=None
+        ),
     )
     assert isinstance(plain, RetryingModel)

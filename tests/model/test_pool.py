@@ -13,11 +13,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from megasim.model.base import ChatMessage, ChatRequest, ChatResponse, ModelClient, ModelError
 from megasim.model.config import ModelConfig, OpenAIModelConfig
+from megasim.model.endpoint import EndpointSpec, health_url
 from megasim.model.factory import build_model
 from megasim.model.fake_server import FakeServer
 from megasim.model.merge import MergingModel
 from megasim.model.openai_backend import OpenAIModel
-from megasim.model.pool import EndpointPool, EndpointSpec, health_url
+from megasim.model.pool import EndpointPool
 from megasim.model.retry import RetryingModel
 
 CONFIG = TypeAdapter(ModelConfig)
@@ -147,7 +148,12 @@ async def test_factory_builds_a_pool_for_endpoints_and_one_client_for_base_url()
     single = build_model(
         "s",
         CONFIG.validate_python(
-            {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
+            {
+                "backend": "openai",
+                "model": "m",
+                "base_url": "http://127.0.0.1:9/v1",
+                "api_key_env": None,
+            }
         ),
     )
     assert isinstance(pooled, MergingModel)  # merging on by default, over the retry layer

@@ -47,6 +47,9 @@ class EndpointConfig(BaseModel):
         description="the Ray node serving it (its IP, node id, or a custom resource only "
         "it has): shards on that node call it first",
     )
+    max_n: int | None = Field(
+        None, ge=1, le=1024, description="samples per call at most; None: the model's max_n"
+    )
 
 
 class OpenAIModelConfig(_ModelBase):
@@ -63,6 +66,13 @@ class OpenAIModelConfig(_ModelBase):
     model: str
     api_key_env: str | None = Field("OPENAI_API_KEY", description="env var holding the key")
     max_concurrency: int = Field(16, ge=1, description="per endpoint, unless it sets its own")
+    max_n: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="samples per merged call at most (per endpoint unless it sets its own); "
+        "lowered at run time when a server rejects or ignores more (llama.cpp: its slots)",
+    )
     timeout_s: float = Field(60.0, gt=0)
     max_retry_after_s: float = Field(
         120.0, ge=0, description="a longer Retry-After fails the call instead of waiting"
@@ -110,6 +120,12 @@ class OpenAIModelConfig(_ModelBase):
             assert self.base_url is not None  # the validator admits nothing else
             return [(self.base_url, self.max_concurrency)]
         return [(e.base_url, e.max_concurrency or self.max_concurrency) for e in self.endpoints]
+
+    def endpoint_max_n(self) -> list[int]:
+        """``max_n`` of every endpoint, in ``endpoint_list()`` order."""
+        if self.endpoints is None:
+            return [self.max_n]
+        return [e.max_n or self.max_n for e in self.endpoints]
 
 
 class SurrogateModelConfig(_ModelBase):

@@ -60,7 +60,8 @@ def _wrap(client: ModelClient, config: LocalModelConfig | OpenAIModelConfig) -> 
     if config.merge:
         from megasim.model.merge import MergingModel
 
-        client = MergingModel(client, window_s=config.merge_window_s)
+        # the backend's max_n caps each call (and is lowered as servers teach it)
+        client = MergingModel(client, window_s=config.merge_window_s, max_n=1024)
     if config.cache is not None:
         from megasim.model.cache import CachingModel
 
@@ -87,16 +88,19 @@ def _build_openai(name: str, config: OpenAIModelConfig, node_names: frozenset[st
             temperature=config.temperature,
             max_tokens_cap=config.max_tokens,
             http_client=config.http_client,
+            max_n=config.max_n,
         )
-    from megasim.model.pool import EndpointPool, EndpointSpec
+    from megasim.model.endpoint import EndpointSpec
+    from megasim.model.pool import EndpointPool
 
     return EndpointPool(
         name=name,
         endpoints=[
-            EndpointSpec(url, cap, node)
-            for (url, cap), node in zip(
+            EndpointSpec(url, cap, node, max_n)
+            for (url, cap), node, max_n in zip(
                 config.endpoint_list(),
                 [e.node for e in config.endpoints],
+                config.endpoint_max_n(),
                 strict=True,
             )
         ],

@@ -24,10 +24,13 @@ takes effect at the next start):
 - answers: ``n`` choices; with ``response_format`` the content is ``{"guess": <number>}``,
   else prose; the number is a function of the request's ``seed`` and the choice index.
   ``usage`` counts about four characters per token.
+- ``quirks`` (``megasim.model.fake_quirks.Quirks``): what real servers refuse or ignore
+  (``n`` above a limit, ``n`` ignored, ``response_format`` / ``seed`` / ``max_tokens``
+  ignored or rejected, 404 for an unknown model name); refusals are counted ``rejected``.
 
 Counters (``counts``): ``requests`` (chat requests received), one per outcome (``ok``,
-``500``, ``503``, ``429``, ``malformed``, ``hang``, ``abandoned``, ``bad_request``), and
-``not_found``, ``health``, ``connections``.
+``500``, ``503``, ``429``, ``malformed``, ``hang``, ``abandoned``, ``bad_request``,
+``rejected``), and ``not_found``, ``health``, ``connections``, ``unauthorized``.
 
 Use it as ``async with FakeServer(...) as server: server.base_url`` (same event loop), as
 ``with FakeServer(...) as server:`` (its own event loop in a background thread, for sync
@@ -38,12 +41,9 @@ code), or from a shell::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import random
-import signal
 import sys
 import threading
 import time
@@ -52,22 +52,11 @@ from collections.abc import Awaitable, Iterable
 from types import TracebackType
 from typing import Any
 
+from megasim.model.fake_http import FakeConnection, Reply, error_body
+from megasim.model.fake_quirks import Quirks
 from megasim.seeding import mix64
 
 OUTCOMES = ("ok", "500", "503", "429", "malformed", "hang")
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    431: "Request Header Fields Too Large",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-_MAX_HEAD = 65_536
-_Reply = tuple[int, bytes, str]  # status, body, extra header lines
 _MALFORMED_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind'
 
 
@@ -107,6 +96,7 @@ class FakeServer:
         model: str = "fake-model",
         rng_seed: int = 0,
         token: str | None = None,
+        quirks: Quirks | None = None,
     ) -> None:
         if host not in _LOOPBACK and not token:
             raise ValueError(f"host {host!r} is not loopback: a token is required")
@@ -126,6 +116,7 @@ class FakeServer:
             if outcome not in OUTCOMES:
                 raise ValueError(f"script: unknown outcome {outcome!r} (known: {OUTCOMES})")
         self.model = model
+        self.quirks = quirks if quirks is not None else Quirks()  # behaviours of real servers
         self._rng = random.Random(rng_seed)
         self._unseeded = 0
         self.counts: Counter[str] = Counter()
@@ -136,7 +127,7 @@ class FakeServer:
         self.open_connections = 0
         self._server: asyncio.Server | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[FakeConnection] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -162,7 +153,7 @@ class FakeServer:
         self._slots = asyncio.Semaphore(self.slots) if self.slots else None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=4096
+            lambda: FakeConnection(self), self.host, self.port, reuse_address=True, backlog=4096
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -265,11 +256,11 @@ class FakeServer:
 
     # -- HTTP --------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, body: bytes) -> _Reply | Awaitable[_Reply | None]:
+    def _route(self, method: str, path: str, body: bytes) -> Reply | Awaitable[Reply | None]:
         """The reply to one request: at once, or an awaitable (chat; None: never answer)."""
         if path in ("/v1/chat/completions", "/chat/completions"):
             if method != "POST":
-                return 405, _error("use POST", 405), ""
+                return 405, error_body("use POST", 405), ""
             return self._chat(body)
         if method == "GET" and path in ("/health", "/v1/health"):
             self.counts["health"] += 1
@@ -280,7 +271,7 @@ class FakeServer:
         if method == "GET" and path == "/stats":
             return 200, json.dumps(self.stats()).encode(), ""
         self.counts["not_found"] += 1
-        return 404, _error(f"no route for {method} {path}", 404), ""
+        return 404, error_body(f"no route for {method} {path}", 404), ""
 
     def _draw(self) -> str:
         if self.script:
@@ -298,7 +289,7 @@ class FakeServer:
             u -= rate
         return "ok"
 
-    async def _chat(self, raw: bytes) -> _Reply | None:
+    async def _chat(self, raw: bytes) -> Reply | None:
         self.counts["requests"] += 1
         try:
             body = json.loads(raw)
@@ -307,8 +298,13 @@ class FakeServer:
                 raise ValueError("messages must be a non-empty list")
         except (ValueError, KeyError, TypeError) as exc:
             self.counts["bad_request"] += 1
-            return 400, _error(f"invalid request: {exc}", 400), ""
+            return 400, error_body(f"invalid request: {exc}", 400), ""
         self.last_request = body
+        refused = self.quirks.rejection(body, self.model)
+        if refused is not None:
+            status, message = refused
+            self.counts["rejected"] += 1
+            return status, error_body(message, status), ""
         outcome = self._draw()
         if outcome == "hang":
             self.counts["hang"] += 1
@@ -316,12 +312,12 @@ class FakeServer:
         if outcome in ("500", "503"):
             self.counts[outcome] += 1
             status = int(outcome)
-            return status, _error(f"fake failure {status}", status), ""
+            return status, error_body(f"fake failure {status}", status), ""
         if outcome == "429":
             self.counts["429"] += 1
             after = self.retry_after_s
             value = str(int(after)) if float(after).is_integer() else f"{after:g}"
-            return 429, _error("rate limited", 429), f"Retry-After: {value}\r\n"
+            return 429, error_body("rate limited", 429), f"Retry-After: {value}\r\n"
         try:
             await self._process()
         except asyncio.CancelledError:
@@ -352,12 +348,12 @@ class FakeServer:
                 slots.release()
 
     def _completion(self, body: dict[str, Any]) -> bytes:
-        seed = body.get("seed")
+        seed = body.get("seed") if self.quirks.uses_seed() else None
         if not isinstance(seed, int):
             self._unseeded += 1
             seed = -self._unseeded
-        n = body.get("n") or 1
-        structured = body.get("response_format") is not None
+        n = self.quirks.choices(body)
+        structured = self.quirks.structured(body)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30
         choices = []
         completion_tokens = 0
@@ -391,184 +387,10 @@ class FakeServer:
         return json.dumps(answer).encode()
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: requests in order (keep-alive), at most one at a time.
-
-    The client closing the connection abandons the request being processed, as real
-    servers (vLLM) do, so a cancelled call does not keep a slot busy."""
-
-    def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.task: asyncio.Task[None] | None = None
-        self.hung = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        server = self.server
-        server._connections.add(self)
-        server.open_connections += 1
-        server.counts["connections"] += 1
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.task is None and not self.hung:
-            self._next()
-
-    def eof_received(self) -> bool:
-        self.abandon()
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.abandon()
-        server = self.server
-        if self in server._connections:
-            server._connections.discard(self)
-            server.open_connections -= 1
-
-    def abandon(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-    def close(self) -> None:
-        self.abandon()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _write(self, status: int, body: bytes, keep_alive: bool, extra: str = "") -> None:
-        assert self.transport is not None
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-        )
-        self.transport.write(head.encode("latin-1") + body)
-        if not keep_alive:
-            self.transport.close()
-
-    def _next(self) -> None:
-        """Serve the next complete request in the buffer, if there is one."""
-        buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > _MAX_HEAD:
-                self._write(431, _error("request head too large", 431), keep_alive=False)
-            return
-        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        try:
-            method, target, version = lines[0].split(" ", 2)
-        except ValueError:
-            self._write(400, _error("bad request line", 400), keep_alive=False)
-            return
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless told
-        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self._write(411, _error("send a Content-Length", 411), keep_alive=False)
-            return
-        try:
-            length = int(headers.get("content-length") or 0)
-        except ValueError:
-            self._write(400, _error("bad Content-Length", 400), keep_alive=False)
-            return
-        if len(buffer) < end + 4 + length:
-            return  # the body is still on its way
-        body = bytes(buffer[end + 4 : end + 4 + length])
-        del buffer[: end + 4 + length]
-        path = target.split("?", 1)[0].rstrip("/")
-        token = self.server.token
-        if token and headers.get("authorization") != f"Bearer {token}":
-            self.server.counts["unauthorized"] += 1
-            self._reply((401, _error("missing or wrong bearer token", 401), ""), keep_alive)
-            return
-        reply = self.server._route(method, path, body)
-        if isinstance(reply, tuple):
-            self._reply(reply, keep_alive)
-            return
-        self.task = asyncio.get_running_loop().create_task(self._serve(reply, keep_alive))
-
-    def _reply(self, reply: _Reply, keep_alive: bool) -> None:
-        status, body, extra = reply
-        self._write(status, body, keep_alive, extra)
-        if keep_alive and self.buffer:
-            self._next()
-
-    async def _serve(self, pending: Awaitable[_Reply | None], keep_alive: bool) -> None:
-        try:
-            reply = await pending
-        except asyncio.CancelledError:
-            return  # abandoned by the client, or the server stops
-        finally:
-            self.task = None
-        if reply is None:
-            self.hung = True  # never answer; the client will give up and close
-            return
-        self._reply(reply, keep_alive)
-
-
-def _error(message: str, code: int) -> bytes:
-    kind = "server_error" if code >= 500 else "invalid_request_error"
-    return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m megasim.model.fake_server",
-        description="An OpenAI-compatible fake model server for tests and benchmarks.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="other than loopback: --token")
-    parser.add_argument("--token", default=None, help="bearer token clients must send")
-    parser.add_argument("--port", type=int, default=0, help="0: a free port")
-    parser.add_argument("--slots", type=int, default=None, help="requests processed at once")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
-    parser.add_argument("--fail-500", type=float, default=0.0, help="fraction answered 500")
-    parser.add_argument("--fail-503", type=float, default=0.0, help="fraction answered 503")
-    parser.add_argument("--fail-429", type=float, default=0.0, help="fraction answered 429")
-    parser.add_argument("--retry-after", type=float, default=1.0, help="429 Retry-After, s")
-    parser.add_argument("--malformed", type=float, default=0.0, help="fraction of broken JSON")
-    parser.add_argument("--hang", type=float, default=0.0, help="fraction never answered")
-    parser.add_argument("--model", default="fake-model")
-    parser.add_argument("--rng-seed", type=int, default=0)
-    return parser.parse_args(argv)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    server = FakeServer(
-        host=args.host,
-        port=args.port,
-        latency_s=args.latency,
-        slots=args.slots,
-        fail_500=args.fail_500,
-        fail_503=args.fail_503,
-        fail_429=args.fail_429,
-        retry_after_s=args.retry_after,
-        malformed=args.malformed,
-        hang=args.hang,
-        model=args.model,
-        token=args.token,
-        rng_seed=args.rng_seed,
-    )
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # not on every platform
-            loop.add_signal_handler(sig, done.set)
-    async with server:
-        print(f"listening on {server.base_url}", flush=True)
-        await done.wait()
-        stats = server.stats()
-    print(json.dumps(stats), flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(_serve(_parse_args(argv)))
-    return 0
+    from megasim.model.fake_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

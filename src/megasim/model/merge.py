@@ -108,13 +108,20 @@ class MergingModel:
         self.immediate = inner.immediate
         self.task_free = bool(getattr(inner, "task_free", False))
         self.window_s = window_s
-        self.max_n = min(max_n, int(getattr(inner, "max_n", max_n)))
+        self._cap = max_n
         self.stats = MergeStats()
         self._open: dict[str, _Group] = {}
 
+    @property
+    def max_n(self) -> int:
+        """Members per merged call: the cap, or less if the backend takes fewer samples
+        per call (read at every request: an endpoint's limit may be learned mid-run)."""
+        return min(self._cap, int(getattr(self.inner, "max_n", self._cap)))
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         self.stats.requests += 1
-        if not isinstance(self.inner, SupportsN) or self.max_n <= 1:
+        max_n = self.max_n
+        if max_n <= 1 or not isinstance(self.inner, SupportsN):
             self.stats.calls += 1
             return await self.inner.complete(request)
         key = merge_key(request)
@@ -125,7 +132,7 @@ class MergingModel:
             group = self._open[key] = _Group(first=request)
             loop.call_later(self.window_s, self._flush, key, group)
         group.waiters.append(waiter)
-        if len(group.waiters) >= self.max_n:
+        if len(group.waiters) >= max_n:
             self._flush(key, group)
         return await waiter
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from megasim.model.errors import ERROR_KINDS
@@ -117,6 +118,8 @@ class ModelMetrics:
         self.requests = 0
         self.requests_ok = 0
         self.requests_failed = 0
+        # per endpoint: what it takes (EndpointFeatures.snapshot), learned while running
+        self.features: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def endpoint(self, endpoint: str) -> CallStats:
         stats = self.endpoints.get(endpoint)
@@ -178,4 +181,6 @@ class ModelMetrics:
         }
         data.update(self.total.snapshot())
         data["endpoints"] = {url: stats.snapshot() for url, stats in self.endpoints.items()}
+        for url, features in self.features.items():
+            data["endpoints"].setdefault(url, CallStats().snapshot())["features"] = features()
         return data

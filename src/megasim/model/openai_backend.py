@@ -26,18 +26,21 @@ from typing import Any, Literal
 import httpx2
 import openai
 
-from megasim.model.base import ChatRequest, ChatResponse
+from megasim.model.base import ChatRequest, ChatResponse, ModelSetupError
 from megasim.model.errors import EndpointError, ErrorKind, parse_retry_after
+from megasim.model.features import EndpointFeatures
 from megasim.model.local import chat_body
 from megasim.model.merge import fan_out
 from megasim.model.metrics import ModelMetrics
 from megasim.model.transport import FastHTTPTransport
+from megasim.seeding import mix64
 
 
 class MalformedResponseError(ValueError):
     """A 2xx answer that is not a chat completion."""
 
 
+_MAX_ROUNDS = 16  # rounds of re-asking within one complete_n (each teaches features)
 _MALFORMED = (ValueError,)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
 
 
@@ -48,12 +51,24 @@ def _count(value: object) -> int:
 def _parse_completion(content: bytes) -> tuple[str, int, int]:
     """``(text of the first choice, prompt tokens, completion tokens)`` of a chat completion
     body; MalformedResponseError (or JSONDecodeError) when it is not one."""
-    texts, tokens_in, tokens_out = _parse_choices(content)
+    texts, tokens_in, tokens_out, _ = _parse_choices(content)
     return texts[0], tokens_in, tokens_out
 
 
-def _parse_choices(content: bytes) -> tuple[list[str], int, int]:
-    """Texts of every choice (in ``index`` order), prompt and completion tokens."""
+def _chunks(total: int, size: int) -> list[int]:
+    """``total`` samples in calls of at most ``size``: 10, 4 -> [4, 4, 2]."""
+    size = max(1, size)
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+def _with_latency(response: ChatResponse, latency_s: float) -> ChatResponse:
+    response.latency_s = latency_s
+    return response
+
+
+def _parse_choices(content: bytes) -> tuple[list[str], int, int, int]:
+    """Texts of every choice (in ``index`` order), prompt, completion and cached prompt
+    tokens (``usage.prompt_tokens_details.cached_tokens``: vLLM, OpenAI, llama.cpp)."""
     data = json.loads(content)
     if not isinstance(data, dict):
         raise MalformedResponseError(f"expected a JSON object, got {type(data).__name__}")
@@ -71,11 +86,31 @@ def _parse_choices(content: bytes) -> tuple[list[str], int, int]:
             raise MalformedResponseError(f"content is {type(text).__name__}, not text")
         texts.append(text or "")
     usage = data.get("usage")
-    tokens_in = tokens_out = 0
+    tokens_in = tokens_out = cached = 0
     if isinstance(usage, dict):
         tokens_in = _count(usage.get("prompt_tokens"))
         tokens_out = _count(usage.get("completion_tokens"))
-    return texts, tokens_in, tokens_out
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            cached = _count(details.get("cached_tokens"))
+    return texts, tokens_in, tokens_out, cached
+
+
+def resolve_api_key(name: str, api_key_env: str | None) -> str:
+    """The key from ``api_key_env``; "" for a keyless endpoint (``api_key_env: null``).
+
+    A named variable that is unset or empty is a setup error, not a silent dummy key: the
+    run would otherwise fail every call with 401 (and a paid API bill nothing useful)."""
+    if not api_key_env:
+        return ""
+    key = os.environ.get(api_key_env, "")
+    if not key:
+        raise ModelSetupError(
+            f"model {name!r}: environment variable {api_key_env} (api_key_env) is not set; "
+            f"export it with the endpoint's API key, or declare a server that needs no key "
+            f"with `api_key_env: null`"
+        )
+    return key
 
 
 class OpenAIModel:
@@ -95,6 +130,7 @@ class OpenAIModel:
         metrics: ModelMetrics | None = None,
         connections_per_client: int = 16,
         http_client: Literal["fast", "httpx"] = "httpx",
+        max_n: int = 64,
     ) -> None:
         self.name = name
         self.immediate = False
@@ -105,7 +141,9 @@ class OpenAIModel:
         self.base_url = base_url.rstrip("/")
         self.max_concurrency = max_concurrency
         self.metrics = metrics if metrics is not None else ModelMetrics(name)
-        api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+        self.features = EndpointFeatures(max_n)
+        self.metrics.features[self.base_url] = self.features.snapshot
+        api_key = resolve_api_key(name, api_key_env)
         fast = http_client == "fast" and self.base_url.startswith("http://")
         if fast:
             shards = 1
@@ -122,7 +160,7 @@ class OpenAIModel:
         self._clients = [
             openai.AsyncOpenAI(
                 base_url=base_url,
-                api_key=api_key or "not-needed",  # local servers ignore the key
+                api_key=api_key or "not-needed",  # keyless (api_key_env: null) servers
                 timeout=timeout_s,
                 max_retries=0,  # megasim's retry wrapper owns retries and their accounting
                 http_client=http_client_,
@@ -131,6 +169,11 @@ class OpenAIModel:
         ]
         self._load = [0] * shards
         self._slots = asyncio.Semaphore(max_concurrency)
+
+    @property
+    def max_n(self) -> int:
+        """Samples per call this endpoint takes (configured, lowered as it is learned)."""
+        return self.features.max_n
 
     @property
     def _client(self) -> openai.AsyncOpenAI:
@@ -149,13 +192,62 @@ class OpenAIModel:
         return (await self.complete_n(request, 1))[0]
 
     async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
-        """``n`` samples of one request in one call (the API's ``n``), for merging."""
+        """``n`` samples of one request (merging), in as few calls as the server takes.
+
+        Calls carry at most ``features.max_n`` samples each (sent together). A 4xx that
+        rejects ``n`` or another optional field, or an answer with fewer choices than
+        asked, teaches ``features`` and the missing samples are asked again, so no sample
+        is lost to what the server cannot do. Samples of later calls get seeds derived
+        from the request's (the same seed would repeat the same sample)."""
+        started = time.perf_counter()
+        texts: list[str] = []
+        failed: list[ChatResponse] = []
+        usage = [0, 0, 0]  # prompt, completion, cached prompt tokens over every call
+        for _ in range(_MAX_ROUNDS):
+            remaining = n - len(texts) - len(failed)
+            if remaining <= 0:
+                break
+            offset, calls = len(texts), []
+            sizes = _chunks(remaining, self.features.max_n)
+            for size in sizes:
+                calls.append(self._call(request, size, offset))
+                offset += size
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            for size, result in zip(sizes, results, strict=True):
+                if isinstance(result, BaseException):
+                    raise result  # retryable (EndpointError) or a bug; retried as a whole
+                if isinstance(result, ChatResponse):
+                    failed.extend([result] * size)
+                    continue
+                if result is None:
+                    continue  # a field was stepped down: asked again next round
+                texts.extend(result[0])
+                for i in range(3):
+                    usage[i] += result[i + 1]  # type: ignore[operator]
+        else:
+            remaining = n - len(texts) - len(failed)
+            reason = f"the server kept rejecting optional fields: {self.features.snapshot()}"
+            failed.extend(self._rejection(reason, started) for _ in range(remaining))
+        latency = time.perf_counter() - started
+        answered = fan_out(texts, self.name, usage[0], usage[1], latency, usage[2]) if texts else []
+        return (answered + [_with_latency(r, latency) for r in failed])[:n]
+
+    async def _call(
+        self, request: ChatRequest, k: int, offset: int
+    ) -> tuple[list[str], int, int, int] | ChatResponse | None:
+        """One HTTP call for ``k`` samples: ``(texts, prompt, completion, cached tokens)``;
+        a ``ChatResponse`` error for a 4xx that no fallback helps (once per sample); None
+        when the 4xx taught ``features`` something (ask again). Retryable failures raise
+        ``EndpointError``."""
         body: dict[str, Any] = chat_body(
             request, self.structured, self.temperature, self.max_tokens_cap
         )
         body["model"] = self.model
-        if n > 1:
-            body["n"] = n
+        if k > 1:
+            body["n"] = k
+        if offset and isinstance(body.get("seed"), int):
+            body["seed"] = mix64(body["seed"] + offset) >> 1  # an independent sample
+        self.features.apply(body)
         async with self._slots:
             load = self._load
             shard = load.index(min(load)) if len(load) > 1 else 0
@@ -170,7 +262,7 @@ class OpenAIModel:
                     "/chat/completions", body=body, cast_to=httpx2.Response
                 )
                 latency = time.perf_counter() - started
-                texts, tokens_in, tokens_out = _parse_choices(raw.content)
+                texts, tokens_in, tokens_out, cached = _parse_choices(raw.content)
             except openai.APITimeoutError as exc:  # before APIConnectionError: a subclass
                 raise self._fail("timeout", f"{type(exc).__name__}: {exc}") from exc
             except openai.APIConnectionError as exc:
@@ -182,15 +274,11 @@ class OpenAIModel:
                     kind: ErrorKind = "429" if status == 429 else "5xx"
                     after = parse_retry_after(exc.response.headers)
                     raise self._fail(kind, message, status=status, retry_after_s=after) from exc
-                # 4xx other than 429: retrying will not help
+                # 4xx other than 429: a field the server does not take, or hopeless
                 self.metrics.call_failed(self.base_url, "4xx")
-                rejected = ChatResponse(
-                    text="",
-                    model=self.name,
-                    latency_s=time.perf_counter() - started,
-                    error=f"HTTP {status}: {exc.message}",
-                )
-                return [rejected] * n
+                if self.features.on_rejection(body, status, str(exc.message)):
+                    return None
+                return self._rejection(f"HTTP {status}: {exc.message}", started)
             except _MALFORMED as exc:
                 reason = f"malformed response: {type(exc).__name__}: {exc}"
                 raise self._fail("malformed", reason) from exc
@@ -202,10 +290,14 @@ class OpenAIModel:
                 raise
             finally:
                 load[shard] -= 1
-        if len(texts) < n:
-            raise self._fail("malformed", f"asked for {n} choices, got {len(texts)}")
         self.metrics.call_ok(self.base_url, latency, tokens_in, tokens_out)
-        return fan_out(texts[:n], self.name, tokens_in, tokens_out, latency)
+        if len(texts) < k:
+            self.features.on_choices(k, len(texts))
+        return texts[:k], tokens_in, tokens_out, cached
+
+    def _rejection(self, reason: str, started: float) -> ChatResponse:
+        latency = time.perf_counter() - started
+        return ChatResponse(text="", model=self.name, latency_s=latency, error=reason)
 
     def metrics_snapshot(self) -> dict[str, Any]:
         return self.metrics.snapshot()

@@ -28,12 +28,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
 from megasim.model.base import ChatRequest, ChatResponse, ModelError
+from megasim.model.endpoint import Endpoint, EndpointSpec, health_url
 from megasim.model.errors import LIVENESS_KINDS
 from megasim.model.metrics import ModelMetrics
 from megasim.model.openai_backend import OpenAIModel
@@ -42,58 +42,6 @@ _RETRY_MEMORY = 65_536  # requests remembered between a failed call and its retr
 
 
 _REMOTE_PENALTY = 1 << 30  # a remote endpoint loses to any local one with a free slot
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointSpec:
-    """One endpoint: an OpenAI-compatible base URL and its concurrency cap."""
-
-    base_url: str
-    max_concurrency: int = 16
-    node: str | None = None  # IP of the machine serving it: agents on that node prefer it
-
-
-def health_url(base_url: str, health_path: str = "/health") -> str:
-    """``http://h:8000/v1`` -> ``http://h:8000/health`` (vLLM and llama-server serve it at
-    the root); a base URL without a trailing ``/v1`` gets the path appended."""
-    root = base_url.rstrip("/")
-    if root.endswith("/v1"):
-        root = root[: -len("/v1")]
-    return root + "/" + health_path.lstrip("/")
-
-
-class Endpoint:
-    """The live state of one endpoint in a pool."""
-
-    def __init__(self, index: int, spec: EndpointSpec, client: OpenAIModel, health: str) -> None:
-        self.index = index
-        self.base_url = client.base_url
-        self.max_concurrency = spec.max_concurrency
-        self.node = spec.node
-        self.local = False  # serves the node this pool runs on (set by the pool)
-        self.client = client
-        self.health_url = health
-        self.in_flight = 0
-        self.alive = True
-        self.failures = 0  # liveness failures in a row
-        self.throttled_until = 0.0  # time.monotonic() before which no new call is sent
-        self.last_error: str | None = None
-        self.deaths = 0
-        self.revivals = 0
-        self.probes = 0
-        self.probe: asyncio.Task[None] | None = None
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "alive": self.alive,
-            "max_concurrency": self.max_concurrency,
-            "slots_in_use": self.in_flight,
-            "throttled_s": max(0.0, self.throttled_until - time.monotonic()),
-            "deaths": self.deaths,
-            "revivals": self.revivals,
-            "probes": self.probes,
-            "last_error": self.last_error,
-        }
 
 
 class _UnavailableError(Exception):
@@ -166,6 +114,7 @@ class EndpointPool:
                 metrics=self.metrics,
                 connections_per_client=connections_per_client,
                 http_client=http_client,
+                max_n=spec.max_n,
             )
             endpoint = Endpoint(index, spec, client, health_url(spec.base_url, health_path))
             endpoint.local = spec.node is not None and spec.node in local_names
@@ -204,6 +153,11 @@ class EndpointPool:
             return response
         finally:
             self._release(endpoint)
+
+    @property
+    def max_n(self) -> int:
+        """The smallest endpoint limit: a merged call fits whichever endpoint takes it."""
+        return min(e.client.max_n for e in self.endpoints)
 
     def metrics_snapshot(self) -> dict[str, Any]:
         """``ModelMetrics.snapshot()`` plus the pool's state: ``queued`` (requests waiting

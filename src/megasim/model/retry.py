@@ -41,7 +41,6 @@ class RetryingModel:
         self.inner = inner
         self.name = inner.name
         self.immediate = inner.immediate
-        self.max_n = int(getattr(inner, "max_n", 1 if not hasattr(inner, "complete_n") else 1024))
         self.retries = retries
         self._initial_s = initial_s
         self._max_s = max_s
@@ -50,6 +49,11 @@ class RetryingModel:
             inner_metrics = getattr(inner, "metrics", None)
             metrics = inner_metrics if isinstance(inner_metrics, ModelMetrics) else None
         self.metrics = metrics if metrics is not None else ModelMetrics(inner.name)
+
+    @property
+    def max_n(self) -> int:
+        """The inner client's samples per call (it may learn a lower one while running)."""
+        return int(getattr(self.inner, "max_n", 1024 if hasattr(self.inner, "complete_n") else 1))
 
     def _backoff(self, retry: int) -> float:
         """Seconds before retry ``retry`` (1-based): ``initial_s * 2**(retry-1)`` plus up to
