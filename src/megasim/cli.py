@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from megasim.cli_check import check as check_command
 from megasim.cli_population import population_app
 from megasim.config import ConfigError, SimulationConfig, load_config
 from megasim.model.base import ModelSetupError
@@ -28,6 +29,7 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 app.add_typer(population_app, name="population")
+app.command("check")(check_command)
 
 EXIT_USAGE = 2
 
@@ -155,6 +157,9 @@ def run(
     out: Annotated[Path | None, typer.Option(help="parent directory of runs")] = None,
     run_id: Annotated[str | None, typer.Option(help="name of the run directory")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    preflight: Annotated[
+        bool, typer.Option(help="probe the run's openai endpoints first (megasim check)")
+    ] = True,
 ) -> None:
     """Run a simulation; every decision is written under OUT/<run-id>/."""
     from megasim.run import run_simulation
@@ -166,7 +171,15 @@ def run(
         cfg = load_config(config, overrides)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    execute(cfg, lambda p, s: run_simulation(cfg, p, s, run_id), quiet, config)
+    report = None
+    if preflight:
+        from megasim.cli_check import run_preflight
+
+        try:
+            report = run_preflight(cfg, console, err_console, quiet)
+        except ConfigError as exc:
+            raise fail(f"{config}: {exc}") from None
+    execute(cfg, lambda p, s: run_simulation(cfg, p, s, run_id, report), quiet, config)
 
 
 @app.command()

@@ -98,12 +98,18 @@ async def run_simulation(
     progress: ProgressFn | None = None,
     on_step: StepListener | None = None,
     run_id: str | None = None,
+    preflight: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Play a configured scenario to the end; every decision lands in the run directory."""
+    """Play a configured scenario to the end; every decision lands in the run directory.
+    ``preflight``: the endpoint checks made before the start, kept as preflight.json."""
     population = build_population(config)
     run_dir = RunDirectory.create(Path(config.out_dir), run_id or new_run_id(config.name))
     run_dir.write_config(config.model_dump(mode="json"), versions())
     run_dir.write_population(population)
+    if preflight is not None:
+        from megasim.model.preflight import write_report
+
+        write_report(run_dir.path / "preflight.json", preflight)
     run_dir.append_event("start", agents=population.num_rows, runtime=config.runtime.kind)
     return await _execute(config, population, run_dir, progress, on_step, resume=None)
 

@@ -19,6 +19,7 @@ accepts"), so the model layer is tested against it without that server:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,3 +84,19 @@ class Quirks:
 
     def uses_seed(self) -> bool:
         return self.seed == "honour"
+
+
+def schema_answer(body: dict[str, Any], guess: float) -> str:
+    """A JSON answer shaped by the request's schema (numbers get ``guess``, booleans
+    true, strings "ok"); ``{"guess": ...}`` without a schema (``json_object``)."""
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict) or not properties:
+        return json.dumps({"guess": guess})
+    answer: dict[str, Any] = {}
+    for name, prop in properties.items():
+        kind = prop.get("type") if isinstance(prop, dict) else None
+        answer[name] = True if kind == "boolean" else "ok" if kind == "string" else guess
+    return json.dumps(answer)

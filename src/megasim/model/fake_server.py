@@ -53,7 +53,7 @@ from types import TracebackType
 from typing import Any
 
 from megasim.model.fake_http import FakeConnection, Reply, error_body
-from megasim.model.fake_quirks import Quirks
+from megasim.model.fake_quirks import Quirks, schema_answer
 from megasim.seeding import mix64
 
 OUTCOMES = ("ok", "500", "503", "429", "malformed", "hang")
@@ -359,7 +359,7 @@ class FakeServer:
         completion_tokens = 0
         for index in range(int(n)):
             guess = fake_guess(seed, index)
-            content = json.dumps({"guess": guess}) if structured else f"My guess is {guess}."
+            content = schema_answer(body, guess) if structured else f"My guess is {guess}."
             completion_tokens += min(_tokens(content), int(max_tokens))
             choices.append(
                 {
