@@ -84,6 +84,7 @@ class Decision:
     latency_ms: float = 0.0
     error: str | None = None
     text: str | None = None  # what the agent says to others (chat), parsed from raw_text
+    prompt: tuple[Any, ...] | None = None  # the chat messages sent (shared, not copied)
 
 
 class Agent:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from megasim import cli_studio
 from megasim.cli_check import check as check_command
 from megasim.cli_population import population_app
 from megasim.config import ConfigError, SimulationConfig, load_config
@@ -132,6 +133,13 @@ def execute(
         raise fail(f"model setup failed: {exc}", code=1) from None
     except KeyboardInterrupt:
         raise fail("interrupted; continue with `megasim resume RUN`", code=130) from None
+    if result.stopped:
+        done = result.steps[-1].step if result.steps else 0
+        console.print(
+            f"stopped on request after step {done}; continue with "
+            f"`megasim resume {result.run_dir.path}`",
+            highlight=False,
+        )
     console.print(summary_table(result.steps))
     used = sorted({name for s in result.steps for name in s.metrics["models"]})
     for name in used:
@@ -209,6 +217,11 @@ def report(
         render_report(run_dir, console, out)
     except ReportError as exc:
         raise fail(str(exc)) from None
+
+
+app.command()(cli_studio.studio)
+app.command()(cli_studio.interview)
+app.command()(cli_studio.survey)
 
 
 def main() -> None:  # pragma: no cover - console entry point

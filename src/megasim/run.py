@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import shutil
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from megasim.config import ConfigError, SimulationConfig, format_validation_error
+from megasim.monitor import RunMonitor, StopRequestedError
 from megasim.population.sampling import sample_population
 from megasim.runtime.base import ProgressFn, Runtime
 from megasim.runtime.checkpoint import CheckpointStore
@@ -29,6 +31,7 @@ from megasim.store.run_dir import RunDirectory, new_run_id
 class RunResult:
     run_dir: RunDirectory
     steps: list[StepOutcome]
+    stopped: bool = False  # ended by a stop command at a step boundary: resumable
 
 
 def versions() -> dict[str, str]:
@@ -110,7 +113,10 @@ async def run_simulation(
         from megasim.model.preflight import write_report
 
         write_report(run_dir.path / "preflight.json", preflight)
-    run_dir.append_event("start", agents=population.num_rows, runtime=config.runtime.kind)
+    origin = os.environ.get("MEGASIM_ORIGIN", "command line")  # the studio sets its own
+    run_dir.append_event(
+        "start", agents=population.num_rows, runtime=config.runtime.kind, origin=origin
+    )
     return await _execute(config, population, run_dir, progress, on_step, resume=None)
 
 
@@ -167,19 +173,32 @@ async def _execute(
 ) -> RunResult:
     scenario = get_scenario(config.scenario)
     runtime = make_runtime(config, scenario, population, run_dir)
+    monitor = RunMonitor(run_dir, runtime, population.num_rows, config.rounds)
+    final = "failed"
     try:
         await runtime.start()
-        sim = Simulation(config, runtime, scenario.build_env(config, population), run_dir, progress)
+        env = scenario.build_env(config, population)
+        sim = Simulation(config, runtime, env, run_dir, monitor.wrap_progress(progress))
         if resume is not None:
             await runtime.restore(resume[1])
             sim.resume_from(sim.checkpoints.load_driver(resume[1]))
+        sim.before_step(monitor.before_step)
+        sim.on_step(monitor.after_step)
         if on_step is not None:
             sim.on_step(on_step)
-        await scenario.run(sim)
+        await monitor.start(sim.step_index)
+        try:
+            await scenario.run(sim)
+        except StopRequestedError as stop:
+            final = "stopped"
+            run_dir.append_event("stopped", step=stop.step)
+            return RunResult(run_dir=run_dir, steps=sim.history, stopped=True)
+        final = "done"
         run_dir.append_event("done", steps=sim.step_index)
         return RunResult(run_dir=run_dir, steps=sim.history)
     except BaseException as exc:
         run_dir.append_event("failed", reason=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        await monitor.close(final)
         await runtime.close()

@@ -15,6 +15,7 @@ from megasim.runtime.checkpoint import CheckpointStore
 from megasim.store.run_dir import RunDirectory
 
 StepListener = Callable[["StepOutcome"], Awaitable[None] | None]
+StepGate = Callable[[int], Awaitable[None]]  # awaited before a step starts (pause, stop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class Simulation:
         self.step_index = 0
         self.history: list[StepOutcome] = []
         self._listeners: list[StepListener] = []
+        self._gates: list[StepGate] = []
         self.checkpoints = CheckpointStore(run_dir.path)
         self.in_flight: list[Message] = []  # sent last step, delivered with the next
 
@@ -99,6 +101,11 @@ class Simulation:
         """Call ``listener(outcome)`` after each step (progress bars, live monitors)."""
         self._listeners.append(listener)
 
+    def before_step(self, gate: StepGate) -> None:
+        """Await ``gate(step)`` before each step starts: a step boundary, after the previous
+        step's checkpoint, where a run can wait (pause) or end cleanly (stop)."""
+        self._gates.append(gate)
+
     async def step_until(self, steps: int) -> None:
         """Step until ``steps`` are done, counting steps done before a resume."""
         while self.step_index < steps:
@@ -107,6 +114,8 @@ class Simulation:
     async def step(self) -> StepOutcome:
         """Run one step on every shard, combine, record metrics, update the environment."""
         step = self.step_index + 1
+        for gate in self._gates:
+            await gate(step)
         started = time.perf_counter()
         inboxes = self.runtime.route(self.in_flight)
         results = await self.runtime.step(step, self.env.snapshot(), self.progress, inboxes)

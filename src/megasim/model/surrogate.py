@@ -93,10 +93,25 @@ class SurrogateModel:
         moved = own + (openness * (float(peers) - own) if peers is not None else 0.0)
         return round(float(min(high, max(low, moved + noise))), 1)
 
+    def inquiry(self, request: ChatRequest) -> str:
+        """A studio interview or survey answer: a seeded pick, labelled, never an opinion."""
+        meta = request.meta
+        u = (mix64(request.seed or 0) & 0xFFFFFFFF) * _TO_UNIT
+        options = meta.get("options") or []
+        if options:
+            return f'{LABEL} {{"answer": "{options[int(u * len(options))]}"}}'
+        low, high = meta.get("low"), meta.get("high")
+        if low is not None and high is not None:
+            return f'{LABEL} {{"answer": {round(low + u * (high - low), 1)}}}'
+        return f"{LABEL} A stand-in model cannot answer interviews; configure an LLM."
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         if self.latency_s > 0:
             await self._wait()
-        if request.meta.get("task") == "opinion":
+        task = request.meta.get("task")
+        if task in ("interview", "survey"):
+            return ChatResponse(self.inquiry(request), self.name, 0, 0, self.latency_s)
+        if task == "opinion":
             value = self.opinion(request)
             message = f"{LABEL} I now rate it {value:g}."
             text = f'{LABEL} {{"opinion": {value}, "message": "{message}"}}'

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -60,6 +63,7 @@ class LocalRuntime:
         self.models: dict[str, ModelClient] = dict(models or {})
         self.shards: list[AgentShard] = []
         self.store: KeyedStore | None = None
+        self._process: psutil.Process | None = None
 
     async def start(self) -> None:
         if self._owns_models:  # one client per model, shared by every in-process shard
@@ -95,6 +99,30 @@ class LocalRuntime:
 
     async def model_metrics(self) -> dict[str, Any]:
         return model_layer_metrics(self.models)
+
+    def shard_health(self) -> list[dict[str, Any]]:
+        """Every shard lives in this process and shares its model clients, so CPU, memory
+        and calls in flight are the process's (``shared: true``)."""
+        if self._process is None:
+            self._process = psutil.Process()
+            self._process.cpu_percent()  # the first reading is meaningless; prime it
+        in_flight = sum(
+            int(snapshot.get("in_flight", 0))
+            for snapshot in model_layer_metrics(self.models).values()
+        )
+        common = {
+            "node": socket.gethostname(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "cpu_percent": self._process.cpu_percent(),
+            "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
+            "model_calls_in_flight": in_flight,
+            "shared": True,
+            "state": "ok",
+        }
+        return [
+            {"shard": shard.index, "agents": len(shard.agents), **common} for shard in self.shards
+        ]
 
     async def save(self, directory: Path) -> None:
         for shard in self.shards:

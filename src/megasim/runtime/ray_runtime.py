@@ -70,6 +70,7 @@ class RayRuntime:
         self._started_ray = False
         self._alive: tuple[float, Alive] = (0.0, {})
         self.partitions: list[Any] = []  # keyed-state partition actors, if the env has any
+        self._partition_state: dict[int, str] = {}  # "lost" / "restored", for monitors
         self.store: PartitionedStore | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -196,6 +197,7 @@ class RayRuntime:
                     await self._rebuild(index, step)
                     node = self.nodes_of[index]
                     self.run_dir.append_event("shard_restarted", shard=index, step=step, node=node)
+                    self.health[index] = {**self.health.get(index, {}), "state": "restarted"}
                 ref = self.actors[index].step.remote(step, snapshot, inbox)
                 result: ShardStepResult = await self._until(ref, self._node_gone(index))
                 self._model_layer[index] = result.model_layer
@@ -212,6 +214,7 @@ class RayRuntime:
                 self.run_dir.append_event(
                     "shard_lost", shard=index, step=step, node=node, reason=reason
                 )
+                self.health[index] = {**self.health.get(index, {}), "state": "lost"}
 
     async def _rebuild(self, index: int, step: int) -> None:
         """A fresh actor for shard ``index`` with the agent state of the last checkpoint.
@@ -252,6 +255,7 @@ class RayRuntime:
         """New partition actors, and every partition and shard back at the last checkpoint
         (shards may have changed agent state in the failed attempt): the step reruns whole."""
         self.run_dir.append_event("env_partition_lost", step=step, partitions=lost)
+        self._partition_state.update(dict.fromkeys(lost, "restored"))
         for partition in self.partitions:
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(partition)
@@ -306,9 +310,33 @@ class RayRuntime:
                 except (asyncio.TimeoutError, *_LOST):
                     continue
                 health["time"] = time.time()
+                previous = self.health.get(index, {}).get("state")
+                health["state"] = "restarted" if previous in ("restarted", "lost") else "ok"
                 self.health[index] = health
                 if progress is not None:
                     progress(index, int(health["done"]))
+
+    def shard_health(self) -> list[dict[str, Any]]:
+        """The last health report of every shard (polled while steps run), for monitors."""
+        return [
+            dict(self.health.get(index) or {"shard": index, "state": "starting"})
+            for index in range(len(self.actors))
+        ]
+
+    def partition_health(self) -> list[dict[str, Any]]:
+        """Keyed-state partition actors and whether they were lost in this run."""
+        return [
+            {"partition": index, "state": self._partition_state.get(index, "ok")}
+            for index in range(len(self.partitions))
+        ]
+
+    async def restart_shard(self, index: int) -> None:
+        """Kill shard ``index``'s actor on request: the step in flight (or the next one)
+        finds it lost and rebuilds it from the last checkpoint, as after a crash."""
+        if not 0 <= index < len(self.actors):
+            raise ValueError(f"no shard {index}: this run has {len(self.actors)}")
+        self.health[index] = {**self.health.get(index, {}), "shard": index, "state": "restarting"}
+        ray.kill(self.actors[index], no_restart=True)
 
     async def model_metrics(self) -> dict[str, Any]:
         """Per shard, since each actor has its own clients (and endpoints' view)."""

@@ -87,6 +87,7 @@ class ShardActor:
             "step": self.step_no,
             "done": self.done,
             "node": ray.get_runtime_context().get_node_id(),
+            "host": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
             "pid": os.getpid(),
             "cpu_percent": self.process.cpu_percent(),
             "rss_mb": self.process.memory_info().rss / 2**20,

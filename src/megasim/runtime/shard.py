@@ -95,8 +95,11 @@ class AgentShard:
         self.mailbox.deliver(inbox)
         decisions, tasks = await self._run_agents(progress)
         table = pa.Table.from_pydict(self._columns(step, decisions), schema=DECISION_SCHEMA)
+        prompts = distinct_prompts(decisions)
         del decisions  # the table holds everything from here on
         self.run_dir.write_decisions(step, self.index, table)
+        if prompts:
+            self.run_dir.write_prompts(step, self.index, prompts)
         if self.store is not None:  # committed by the runtime once every shard is done
             await self.store.stage(step, self.index, self.env.writes(step, table))
         return ShardStepResult(
@@ -212,6 +215,15 @@ class AgentShard:
             "error": [d.error for d in decisions],
             "text": [d.text for d in decisions],
         }
+
+
+def distinct_prompts(decisions: Sequence[Decision]) -> dict[str, tuple[Any, ...]]:
+    """prompt id -> the messages sent, once per id (a million P1 agents share a handful)."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for d in decisions:
+        if d.prompt is not None and d.prompt_id not in found:
+            found[d.prompt_id] = d.prompt
+    return found
 
 
 def decision_batch(table: pa.Table) -> DecisionBatch:

@@ -103,7 +103,17 @@ class ChatAgent(Agent):
         response = await self.model.complete(request)
         latency_ms = response.latency_s * 1000
         if response.error is not None:
-            return Decision(None, False, None, prompt.prompt_id, 0, 0, latency_ms, response.error)
+            return Decision(
+                None,
+                False,
+                None,
+                prompt.prompt_id,
+                0,
+                0,
+                latency_ms,
+                response.error,
+                prompt=prompt.messages,
+            )
         parsed = parse_guess(response.text, observation.low, observation.high, "opinion")
         if parsed.valid and parsed.value is not None:
             self.memory["opinion"] = parsed.value  # an unusable answer keeps the old view
@@ -117,6 +127,7 @@ class ChatAgent(Agent):
             latency_ms,
             None if parsed.valid else f"parse: {parsed.reason}",
             parse_message(response.text) if parsed.valid else None,
+            prompt=prompt.messages,
         )
 
 

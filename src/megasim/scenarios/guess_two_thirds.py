@@ -113,6 +113,7 @@ class GuessAgent(Agent):
                 prompt_id=prompt.prompt_id,
                 latency_ms=response.latency_s * 1000,
                 error=f"model: {response.error}",
+                prompt=prompt.messages,
             )
         parsed = parse_guess(response.text, observation.low, observation.high)
         if not parsed.valid and self.book.repair:
@@ -126,6 +127,7 @@ class GuessAgent(Agent):
             response.tokens_out,
             response.latency_s * 1000,
             None if parsed.valid else f"parse: {parsed.reason}",
+            prompt=prompt.messages,
         )
 
     async def _repair(
@@ -166,6 +168,7 @@ class GuessAgent(Agent):
             first.tokens_out + second.tokens_out,
             (first.latency_s + second.latency_s) * 1000,
             error,
+            prompt=prompt.messages,
         )
 
 

@@ -90,6 +90,21 @@ class RunDirectory:
         os.replace(tmp, target)
         return target
 
+    def write_prompts(self, step: int, shard: int, prompts: Mapping[str, Any]) -> Path:
+        """The distinct prompts of one shard's step (prompt id -> chat messages, as JSON),
+        so that every decision's prompt can be shown as sent."""
+        messages = [
+            json.dumps([{"role": m.role, "content": m.content} for m in chat])
+            for chat in prompts.values()
+        ]
+        table = pa.table({"prompt_id": list(prompts), "messages": messages})
+        target = self.path / "prompts" / f"step={step}" / f"shard={shard}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+        return target
+
     def _append_jsonl(self, path: Path, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with path.open("a", encoding="utf-8") as handle:

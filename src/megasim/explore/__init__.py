@@ -1,0 +1,1 @@
+"""Reading a run's agents at scale: filters, paging, sampling and export (DuckDB)."""

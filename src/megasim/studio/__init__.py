@@ -1,0 +1,1 @@
+"""megasim studio: a web monitor and manager for runs, read from their run directories."""

@@ -1,0 +1,82 @@
+"""The studio's FastAPI app: JSON API (documented by its OpenAPI schema at
+``/api/openapi.json``), the live channel, and the pages with their assets.
+
+Pages are static HTML plus a small script each; data comes from the JSON API, charts
+from plotly.js served out of the installed ``plotly`` package: no CDN, works offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from megasim.explore.filters import FilterError
+from megasim.studio import api_agents, api_inquiry, api_manage, api_runs
+from megasim.studio.auth import TokenGuard
+from megasim.studio.catalog import RunNotFoundError
+from megasim.studio.context import Studio
+
+STATIC = Path(__file__).parent / "static"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PAGES = {"run": "run.html", "agents": "agents.html", "cluster": "cluster.html"}
+PAGES |= {"ask": "ask.html", "report": "report.html"}
+
+
+def create_app(runs: Path, token: str | None = None, live_interval_s: float = 1.0) -> FastAPI:
+    """The studio over the run directories under ``runs``; ``token`` guards everything."""
+    app = FastAPI(
+        title="megasim studio",
+        summary="Watch, question and steer megasim runs.",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # Swagger UI loads from a CDN; the schema itself is the documentation
+        redoc_url=None,
+    )
+    app.state.studio = Studio(runs, live_interval_s=live_interval_s)
+    for module in (api_runs, api_agents, api_inquiry, api_manage):
+        app.include_router(module.router)
+
+    @app.exception_handler(RunNotFoundError)
+    async def _no_run(_: Request, exc: RunNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": f"no run {str(exc)[:80]!r} in the runs folder"}, 404)
+
+    @app.exception_handler(FilterError)
+    async def _bad_filter(_: Request, exc: FilterError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
+
+    @app.get("/", include_in_schema=False)
+    def runs_page() -> FileResponse:
+        return FileResponse(STATIC / "runs.html")
+
+    @app.get("/runs/{run_id}", include_in_schema=False)
+    def run_page(run_id: str) -> FileResponse:
+        app.state.studio.catalog.path(run_id)
+        return FileResponse(STATIC / "run.html")
+
+    @app.get("/runs/{run_id}/{page}", include_in_schema=False)
+    def run_subpage(run_id: str, page: str) -> FileResponse:
+        app.state.studio.catalog.path(run_id)
+        if page not in PAGES:
+            raise HTTPException(404, "no such page")
+        return FileResponse(STATIC / PAGES[page])
+
+    @app.get("/runs/{run_id}/agents/{agent_id}", include_in_schema=False)
+    def agent_page(run_id: str, agent_id: int) -> FileResponse:
+        app.state.studio.catalog.path(run_id)
+        return FileResponse(STATIC / "agent.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(PLOTLY_JS, media_type="text/javascript")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(TokenGuard, token=token)  # outermost: pages, assets, API, live
+    return app
