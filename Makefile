@@ -20,16 +20,16 @@ run: setup
 	$(BIN)/megasim run examples/guess_two_thirds.yaml
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks .ci
+	$(BIN)/ruff format --check src tests benchmarks .ci
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
 
 format: setup
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks .ci
+	$(BIN)/ruff check --fix src tests benchmarks .ci
 
 bench: setup
 	$(BIN)/python benchmarks/bench_surrogate_round.py --agents 1000000
