@@ -17,9 +17,11 @@ def game_config(
     rounds: int = 2,
     merge: bool = True,
     model: str = "smollm2",
+    variants: tuple[str, ...] = ("P1", "P3"),
     **model_settings: Any,
 ) -> SimulationConfig:
-    """The issue's setup: P1/P3 agents, one group, a plain ``backend: openai`` model."""
+    """The issue's setup: P1/P3 agents (by default), one group, a plain ``backend: openai``
+    model."""
     return SimulationConfig.model_validate(
         {
             "name": "compat",
@@ -29,7 +31,10 @@ def game_config(
                 "size": agents,
                 "groups": 1,
                 "attributes": {
-                    "prompt_variant": {"dist": "categorical", "weights": {"P1": 0.5, "P3": 0.5}}
+                    "prompt_variant": {
+                        "dist": "categorical",
+                        "weights": {v: 1 / len(variants) for v in variants},
+                    }
                 },
             },
             "models": {
