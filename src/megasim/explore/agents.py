@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from megasim.explore.filters import Filter, FilterError, quote, where_clause
 from megasim.store.run_dir import RunDirectory
+from megasim.store.schema import DECISION_SCHEMA
 
 # Decision columns joined to each agent (population columns keep their own names).
 DECISION_FIELDS: tuple[str, ...] = (
@@ -44,6 +47,20 @@ def _kind(duck_type: str) -> str:
     if any(t in upper for t in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL")):
         return "number"
     return "text"
+
+
+def column_kinds(run_path: Path) -> dict[str, str]:
+    """number / bool / text of every population and decision column, from file schemas
+    only (no table built: cheap enough for every dashboard refresh)."""
+    kinds: dict[str, str] = {}
+    for field in [*DECISION_SCHEMA, *pq.read_schema(run_path / "population.parquet")]:
+        if pa.types.is_boolean(field.type):
+            kinds[field.name] = "bool"
+        elif pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
+            kinds[field.name] = "number"
+        else:
+            kinds[field.name] = "text"
+    return kinds
 
 
 def completed_step(run_path: Path) -> int | None:

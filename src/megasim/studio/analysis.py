@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,46 @@ class RunAnalysis:
 
     def breakdown(self, run_path: Path, by: str, columns: dict[str, str]) -> dict[str, Any]:
         """Per step and per value of ``by`` (a population or decision column): n, valid,
-        mean, median, std of the answers. Numeric attributes with many values are binned."""
+        mean, median, std of the answers. Numeric attributes with many values are binned.
+
+        Computed and cached step by step: while a run goes on, each refresh pays only for
+        the steps it has not seen."""
         if by not in columns and by not in _DECISION_GROUPS:
             raise FilterError(f"cannot break down by {by!r}: no such column")
-        files = self.step_files(run_path)
         population = run_path / "population.parquet"
-        key = ("breakdown", str(run_path), by, _signature([*files, population]))
-        return dict(self._cached(key, lambda: _breakdown(files, population, by, columns)))
+        bins_key = ("bins", str(run_path), by, _signature([population]))
+        binning = self._cached(bins_key, lambda: _binning(population, by, columns))
+        rows: list[dict[str, Any]] = []
+        for step_dir in sorted(
+            (run_path / "steps").glob("step=*"), key=lambda p: int(p.name.split("=", 1)[1])
+        ):
+            files = sorted(step_dir.glob("*.parquet"))
+            if not files:
+                continue
+            key = ("breakdown", str(run_path), by, binning, _signature([*files, population]))
+            rows += self._cached(key, partial(_breakdown, files, population, by, binning))
+        sizes: dict[str, int] = {}
+        for row in rows:
+            sizes[row["key"]] = sizes.get(row["key"], 0) + row["n"]
+        shown = set(sorted(sizes, key=lambda k: -sizes[k])[:MAX_KEYS])
+        return {"by": by, "rows": [r for r in rows if r["key"] in shown], "keys_total": len(sizes)}
+
+
+def _binning(population: Path, by: str, columns: dict[str, str]) -> tuple[float, float] | None:
+    """(low, width) of ten equal-width bins for a numeric population attribute with more
+    than 20 values; None to group by value."""
+    if columns.get(by) != "number" or by in _DECISION_GROUPS:
+        return None
+    db = duckdb.connect(":memory:")
+    row = db.execute(
+        f"SELECT count(DISTINCT {quote(by)}), min({quote(by)}), max({quote(by)}) "
+        "FROM read_parquet(?)",
+        [str(population)],
+    ).fetchone()
+    if row is None or row[0] is None or int(row[0]) <= 20:
+        return None
+    low, high = float(row[1]), float(row[2])
+    return low, max((high - low) / 10, 1e-9)
 
 
 def _values(files: list[Path], bins: int) -> dict[str, Any]:
@@ -116,38 +150,27 @@ def _values(files: list[Path], bins: int) -> dict[str, Any]:
 
 
 def _breakdown(
-    files: list[Path], population: Path, by: str, columns: dict[str, str]
-) -> dict[str, Any]:
-    if not files:
-        return {"by": by, "rows": []}
+    files: list[Path], population: Path, by: str, binning: tuple[float, float] | None
+) -> list[dict[str, Any]]:
+    """One step's rows of a breakdown (``files``: that step's shard files)."""
     db = duckdb.connect(":memory:")
     in_decisions = by in _DECISION_GROUPS
     column = f"d.{quote(by)}" if in_decisions else f"p.{quote(by)}"
     join = "" if in_decisions else " JOIN read_parquet(?) p USING (agent_id)"
     params: list[Any] = [[str(f) for f in files]] + ([] if in_decisions else [str(population)])
-    source = f"read_parquet(?, hive_partitioning = false) d{join}"
     key = column
-    if columns.get(by) == "number" and by not in ("step", "group", "shard"):
-        distinct_row = db.execute(
-            f"SELECT count(DISTINCT {column}) FROM {source}", params
-        ).fetchone()
-        if distinct_row and int(distinct_row[0]) > 20:  # bin: ten equal-width buckets
-            low_high = db.execute(f"SELECT min({column}), max({column}) FROM {source}", params)
-            low, high = low_high.fetchone() or (0, 0)
-            width = max((float(high) - float(low)) / 10, 1e-9)
-            key = f"{float(low)} + floor(({column} - {float(low)}) / {width}) * {width}"
+    if binning is not None:
+        low, width = binning
+        key = f"{low} + floor(({column} - {low}) / {width}) * {width}"
     rows = db.execute(
         f"SELECT d.step, CAST({key} AS VARCHAR) AS k, count(*) AS n, "
         "count(*) FILTER (WHERE d.valid) AS valid, avg(d.value) AS mean, "
-        f"median(d.value) AS median, stddev_pop(d.value) AS std FROM {source} "
-        "GROUP BY ALL ORDER BY d.step, n DESC",
+        "median(d.value) AS median, stddev_pop(d.value) AS std "
+        f"FROM read_parquet(?, hive_partitioning = false) d{join} "
+        "GROUP BY ALL ORDER BY n DESC",
         params,
     ).fetchall()
-    keys_by_size: dict[str, int] = {}
-    for _, k, n, *_ in rows:
-        keys_by_size[str(k)] = keys_by_size.get(str(k), 0) + int(n)
-    shown = set(sorted(keys_by_size, key=lambda k: -keys_by_size[k])[:MAX_KEYS])
-    out = [
+    return [
         {
             "step": int(step),
             "key": str(k),
@@ -158,9 +181,7 @@ def _breakdown(
             "std": _num(std),
         }
         for step, k, n, valid, mean, median, std in rows
-        if str(k) in shown
     ]
-    return {"by": by, "rows": out, "keys_total": len(keys_by_size)}
 
 
 def _num(value: Any) -> float | None:

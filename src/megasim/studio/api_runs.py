@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from rich.console import Console
 
+from megasim.explore.agents import column_kinds
 from megasim.studio.context import Studio, studio_of
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -75,8 +76,17 @@ def run_breakdown(
     by: Annotated[str, Query(min_length=1, max_length=100)] = "model",
 ) -> dict[str, Any]:
     path = studio.catalog.path(run_id)
-    columns = studio.indexes.get(path).kinds
-    return studio.analysis.breakdown(path, by, columns)
+    return studio.analysis.breakdown(path, by, column_kinds(path))
+
+
+@router.get("/{run_id}/quantiles", summary="Median and quartiles of the valid answers, per step")
+def run_quantiles(run_id: str, studio: StudioDep) -> list[dict[str, Any]]:
+    path = studio.catalog.path(run_id)
+    found = []
+    for record in studio.catalog.metrics(run_id):
+        values = studio.analysis.values(path, int(record["step"]))  # cached per step files
+        found.append({"step": int(record["step"]), **values.get("quantiles", {})})
+    return found
 
 
 @router.get("/{run_id}/events", summary="events.jsonl, from line `after` on")

@@ -114,8 +114,12 @@
       plotLayout({ xaxis: { title: "answer" }, yaxis: { title: "agents" }, bargap: 0.02 }), plotConfig);
     document.getElementById("hist-stats").textContent = v.n ?
       `${fmt(v.valid)} valid · ${fmt(v.invalid)} invalid · ${fmt(v.errors)} failed · median ${fmt(v.quantiles ? v.quantiles.median : null)}` : "";
-    const record = steps.find((m) => m.step === step);
-    if (record && v.quantiles) { record._median = v.quantiles.median; drawSteps(); }
+    const medians = await api(`/api/runs/${id}/quantiles`);
+    for (const q of medians) {
+      const record = steps.find((m) => m.step === q.step);
+      if (record) record._median = q.median ?? null;
+    }
+    drawSteps();
     await drawBreakdown();
   }
 
