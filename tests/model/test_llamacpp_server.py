@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from megasim.model.llama_server import llama_server
 from megasim.model.preflight import preflight
 from megasim.run import run_simulation
 from tests.model.game_runs import decisions, game_config, model_errors
-from tests.model.llamacpp import llama_server
 
 pytestmark = pytest.mark.slow
 
