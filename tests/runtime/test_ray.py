@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -387,3 +388,51 @@ async def test_call_to_an_actor_on_a_dead_node_gives_up(tmp_path: Path) -> None:
     with pytest.raises(NodeGoneError):
         await asyncio.wait_for(runtime._until(never, runtime._node_gone(0)), timeout=5)
     assert never.cancelled()
+
+
+async def test_studio_watches_a_ray_run_and_restarts_a_shard(cluster: str, tmp_path: Path) -> None:
+    """A Ray run started as usual shows in the studio (over its run directory only) with
+    every shard's node, pid and health; a shard restarted from the studio is rebuilt from
+    the last checkpoint, and the decisions equal an unbroken local run's."""
+    import httpx
+
+    from tests.studio.conftest import StudioServer
+
+    data = config_data(tmp_path / "runs", rounds=4, latency=0.5)
+    data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
+    (tmp_path / "runs").mkdir()
+    with StudioServer(tmp_path / "runs") as server:
+        url = f"{server.url}/api/runs/watched"
+        seen: dict[str, Any] = {}
+
+        async def steer() -> None:
+            loop = asyncio.get_running_loop()
+            while "restart" not in seen:
+                await asyncio.sleep(0.2)
+                try:
+                    view = await loop.run_in_executor(None, lambda: httpx.get(f"{url}/cluster"))
+                except httpx.TransportError:
+                    continue
+                cluster_view = view.json() if view.status_code == 200 else {}
+                shards = cluster_view.get("shards", [])
+                if cluster_view.get("step") == 2 and len(shards) == 2 and shards[1].get("pid"):
+                    seen["shards"] = shards
+                    restart = {"action": "restart_shard", "shard": 1}
+                    post = functools.partial(httpx.post, f"{url}/control", json=restart)
+                    seen["restart"] = await loop.run_in_executor(None, post)
+
+        steering = asyncio.create_task(steer())
+        result = await run_simulation(SimulationConfig.model_validate(data), run_id="watched")
+        await steering
+        events = [e["event"] for e in httpx.get(f"{url}/events").json()]
+        history = httpx.get(f"{url}/cluster").json()["history"]
+    assert seen["restart"].status_code == 200
+    assert {s["shard"] for s in seen["shards"]} == {0, 1}
+    assert all(s["pid"] and s["host"] and s["node"] for s in seen["shards"])
+    for kind in ("shard_restart_requested", "shard_lost", "shard_restarted", "done"):
+        assert kind in events
+    assert [h["event"] for h in history][:1] == ["shard_restart_requested"]
+    local = await run_simulation(
+        SimulationConfig.model_validate(config_data(tmp_path / "local", rounds=4)), run_id="l"
+    )
+    assert same_decisions(result.run_dir, local.run_dir)
