@@ -7,19 +7,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from megasim.config import load_config
 from megasim.run import run_simulation
-from megasim.studio.app import create_app
+from megasim.studio.server import StudioThread
 
 
 def game_config(
@@ -84,33 +82,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class StudioServer:
-    """A real uvicorn server in a thread; ``url`` is its base address."""
+class StudioServer(StudioThread):
+    """A real uvicorn server in a thread (live channel every 0.5 s); ``url``: its address."""
 
-    def __init__(self, runs: Path, token: str | None = None, host: str = "127.0.0.1") -> None:
-        self.port = free_port()
-        self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(
-            create_app(runs, token, live_interval_s=0.5),
-            host=host,
-            port=self.port,
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> StudioServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("studio did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    def __init__(self, runs: Path, token: str | None = None) -> None:
+        super().__init__(runs, token, live_interval_s=0.5)
 
 
 @pytest.fixture

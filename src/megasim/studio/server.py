@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
+import threading
+import time
 from pathlib import Path
 
 import uvicorn
@@ -31,3 +34,37 @@ def serve(runs: Path, host: str, port: int, token: str | None) -> None:
     from megasim.studio.app import create_app
 
     uvicorn.run(create_app(runs, token), host=host, port=port, log_level="warning")
+
+
+class StudioThread:
+    """A studio served from a thread of this process (tests, benchmarks, notebooks):
+    ``with StudioThread(runs) as studio: httpx.get(studio.url + "/api/runs")``."""
+
+    def __init__(
+        self, runs: Path, token: str | None = None, port: int = 0, live_interval_s: float = 1.0
+    ) -> None:
+        from megasim.studio.app import create_app
+
+        if port == 0:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        app = create_app(runs, token, live_interval_s=live_interval_s)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> StudioThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"the studio did not start on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -83,13 +83,18 @@
     const traces = [...keys].map((k) => ({ x, y: steps.map((m) => (m.outcome || {})[k] ?? null), name: k, mode: "lines+markers" }));
     if (medians.some((v) => v !== null)) traces.push({ x, y: medians, name: "median", mode: "lines+markers", line: { dash: "dot" } });
     Plotly.react("outcome", traces, plotLayout({ xaxis: { title: "step", dtick: 1 } }), plotConfig);
+    // per-part outcomes: any list of records in the outcome (the game's "groups", the chat's "rooms")
+    const first = steps.length ? steps[0].outcome || {} : {};
+    const partKey = Object.keys(first).find((k) => Array.isArray(first[k]) && first[k].length && typeof first[k][0] === "object");
+    const idKey = partKey ? Object.keys(first[partKey][0])[0] : null;
+    const parts = (m) => (partKey ? (m.outcome || {})[partKey] || [] : []);
     const groupTraces = [];
     const groupIds = new Set();
-    for (const m of steps) for (const g of (m.outcome || {}).groups || []) groupIds.add(g.group);
+    for (const m of steps) for (const g of parts(m)) groupIds.add(g[idKey]);
     const groupList = [...groupIds].slice(0, 40);
     for (const gid of groupList) {
-      groupTraces.push({ x, y: steps.map((m) => (((m.outcome || {}).groups || []).find((g) => g.group === gid) || {}).mean ?? null),
-        name: `group ${gid}`, mode: "lines+markers" });
+      groupTraces.push({ x, y: steps.map((m) => (parts(m).find((g) => g[idKey] === gid) || {}).mean ?? null),
+        name: `${idKey} ${gid}`, mode: "lines+markers" });
     }
     Plotly.react("groups", groupTraces, plotLayout({ xaxis: { title: "step", dtick: 1 }, yaxis: { title: "mean answer" },
       showlegend: groupList.length <= 12 }), plotConfig);
