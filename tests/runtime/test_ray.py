@@ -133,6 +133,27 @@ async def test_game_across_two_nodes_equals_local(cluster: str, tmp_path: Path) 
     assert [s.outcome for s in result.steps] == [s.outcome for s in local.steps]
 
 
+async def test_relative_out_dir_is_the_drivers_not_each_nodes(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Actors run in Ray's working directory, not the driver's: a relative out_dir must be
+    resolved by the driver, or decisions land elsewhere without an error."""
+    driver_cwd = tmp_path / "driver"
+    driver_cwd.mkdir()
+    monkeypatch.chdir(driver_cwd)
+    data = config_data(Path("runs"), rounds=2)  # relative to the driver's directory
+    data["runtime"] = {"kind": "ray", "address": cluster, "shards": 2, "cpus_per_shard": 0}
+    result = await run_simulation(SimulationConfig.model_validate(data), run_id="relative")
+    run = RunDirectory(driver_cwd / "runs" / "relative")
+    assert run.read_decisions().num_rows == 2 * 400
+    assert sorted(p.name for p in (run.path / "steps" / "step=2").iterdir()) == [
+        "shard=0.parquet",
+        "shard=1.parquet",
+    ]
+    assert (run.path / "checkpoints" / "step=2" / "driver.json").is_file()
+    assert [s.step for s in result.steps] == [1, 2]
+
+
 async def test_one_and_four_shards_equal_local(cluster: str, tmp_path: Path) -> None:
     local = await run_simulation(
         SimulationConfig.model_validate(config_data(tmp_path, rounds=3)), run_id="local"

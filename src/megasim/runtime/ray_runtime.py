@@ -28,6 +28,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from megasim.config import SimulationConfig
 from megasim.env.keyed_store import PartitionedStore
 from megasim.message import Message
+from megasim.runtime import ray_auth
 from megasim.runtime.base import ProgressFn, ShardStepResult
 from megasim.runtime.local import shard_slices
 from megasim.runtime.mailbox import router_for
@@ -60,7 +61,8 @@ class RayRuntime:
     def __init__(self, config: SimulationConfig, population: pa.Table, run_dir: RunDirectory):
         self.config = config
         self.population = population
-        self.run_dir = run_dir
+        # absolute: actors on other nodes (other working directories) write there too
+        self.run_dir = RunDirectory(run_dir.path.absolute())
         self.actors: list[Any] = []
         self.nodes_of: list[str] = []  # each shard's Ray node, for liveness checks
         self.slices: list[tuple[int, int]] = []
@@ -68,6 +70,7 @@ class RayRuntime:
         self.health: dict[int, dict[str, Any]] = {}
         self._model_layer: dict[int, dict[str, Any]] = {}  # from each shard's last result
         self._started_ray = False
+        self._auth_saved: ray_auth.Saved = {}  # environment before token auth was turned on
         self._alive: tuple[float, Alive] = (0.0, {})
         self.partitions: list[Any] = []  # keyed-state partition actors, if the env has any
         self._partition_state: dict[int, str] = {}  # "lost" / "restored", for monitors
@@ -77,7 +80,14 @@ class RayRuntime:
     async def start(self) -> None:
         if not ray.is_initialized():
             address = self.config.runtime.address
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            if address is None:  # megasim starts this Ray: nobody else may run code on it
+                self._auth_saved = ray_auth.enable_for_local_ray()
+            try:
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            except BaseException:
+                ray_auth.restore(self._auth_saved)
+                self._auth_saved = {}
+                raise
             self._started_ray = True
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         self.slices = shard_slices(self.population.num_rows, shards)
@@ -138,6 +148,9 @@ class RayRuntime:
             self.partitions.clear()
             if self._started_ray:
                 ray.shutdown()
+                self._started_ray = False
+                ray_auth.restore(self._auth_saved)
+                self._auth_saved = {}
 
     # --- steps -----------------------------------------------------------------------
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:
@@ -344,6 +357,7 @@ class RayRuntime:
 
     # --- checkpoints -----------------------------------------------------------------
     async def save(self, directory: Path) -> None:
+        directory = directory.absolute()  # as every node must see it
         await asyncio.gather(*(actor.save.remote(str(directory)) for actor in self.actors))
         if self.store is not None:
             await self.store.save(directory)
@@ -352,6 +366,7 @@ class RayRuntime:
         self.last_checkpoint = directory.parent / step
 
     async def restore(self, directory: Path) -> None:
+        directory = directory.absolute()  # as every node must see it
         await asyncio.gather(*(actor.restore.remote(str(directory)) for actor in self.actors))
         if self.store is not None:
             await self.store.restore(directory)
