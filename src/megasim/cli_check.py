@@ -99,6 +99,8 @@ def run_preflight(
     """The brief preflight of ``megasim run``: the run's ``openai`` models only, no
     throughput. Returns the report for the run directory (None: nothing to check);
     raises ``typer.Exit(1)`` naming each problem when the run would fail."""
+    if not openai_models(cfg):
+        return None  # local, surrogate, scripted: nothing to probe, no population sampled
     names = openai_models(cfg, used_models(cfg))
     if not names:
         return None
