@@ -155,6 +155,8 @@ def test_live_dashboard_updates_and_pause_resume_stop(tmp_path: Path, page: Page
             expect(label).not_to_have_text(first, timeout=5_000)  # moved by itself
             expect(page.locator("#outcome .scatterlayer path").first).to_be_attached()
             expect(page.locator("#histogram .bars path").first).to_be_attached()
+            expect(page.locator("#breakdown .scatterlayer path").first).to_be_attached()
+            expect(page.locator("#breakdown-table tbody tr")).to_have_count(2)
             shoot(page, "dashboard")
             page.click("#pause")
             page.click("#confirm-ok")
