@@ -20,6 +20,7 @@ from megasim.config import ConfigError, SimulationConfig, load_config
 from megasim.model.base import ModelSetupError
 from megasim.runtime.base import ProgressFn
 from megasim.simulation import StepListener, StepOutcome
+from megasim.store.run_dir import RunDirectoryError
 
 app = typer.Typer(
     help="Very large-scale multi-agent simulation with LLM-powered agents.",
@@ -129,6 +130,8 @@ def execute(
             result = asyncio.run(start(on_progress, on_step))
     except ConfigError as exc:
         raise fail(f"{source}: {exc}") from None
+    except RunDirectoryError as exc:  # a bad or reused run id, a run another driver holds
+        raise fail(str(exc)) from None
     except ModelSetupError as exc:
         raise fail(f"model setup failed: {exc}", code=1) from None
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import (
 
 from megasim.model.config import BUILTIN_BACKENDS, LocalModelConfig, ModelConfig
 from megasim.population.spec import PopulationSpec
+from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
 
 class ConfigError(Exception):
@@ -105,6 +107,14 @@ class SimulationConfig(BaseModel):
     force_model: str | None = Field(None, description="every agent uses this model (--model)")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     out_dir: str = "runs"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        """The name starts every run id (``<name>-<time>-<pid>``), a folder in out_dir."""
+        if len(name) > 100 or not re.fullmatch(RUN_ID_PATTERN, name):
+            raise ValueError(f"{name!r} cannot start a run id ({RUN_ID_RULE}, at most 100)")
+        return name
 
     @field_validator("default_model")
     @classmethod

@@ -24,7 +24,8 @@ from megasim.runtime.local import LocalRuntime, models_used
 from megasim.scenarios import get_scenario
 from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation, StepListener, StepOutcome
-from megasim.store.run_dir import RunDirectory, new_run_id
+from megasim.store.run_dir import RunDirectory
+from megasim.store.run_lock import RunLock
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,19 +106,26 @@ async def run_simulation(
 ) -> RunResult:
     """Play a configured scenario to the end; every decision lands in the run directory.
     ``preflight``: the endpoint checks made before the start, kept as preflight.json."""
+    out = Path(config.out_dir)
+    if run_id is not None:  # before the population is sampled, which may take a while
+        RunDirectory.check_new(out, run_id, field="--run-id")
     population = build_population(config)
-    run_dir = RunDirectory.create(Path(config.out_dir), run_id or new_run_id(config.name))
-    run_dir.write_config(config.model_dump(mode="json"), versions())
-    run_dir.write_population(population)
-    if preflight is not None:
-        from megasim.model.preflight import write_report
+    if run_id is None:
+        run_dir = RunDirectory.create_unique(out, config.name)
+    else:
+        run_dir = RunDirectory.create(out, run_id, field="--run-id")
+    with RunLock(run_dir.path):  # one driver per run directory
+        run_dir.write_config(config.model_dump(mode="json"), versions())
+        run_dir.write_population(population)
+        if preflight is not None:
+            from megasim.model.preflight import write_report
 
-        write_report(run_dir.path / "preflight.json", preflight)
-    origin = os.environ.get("MEGASIM_ORIGIN", "command line")  # the studio sets its own
-    run_dir.append_event(
-        "start", agents=population.num_rows, runtime=config.runtime.kind, origin=origin
-    )
-    return await _execute(config, population, run_dir, progress, on_step, resume=None)
+            write_report(run_dir.path / "preflight.json", preflight)
+        origin = os.environ.get("MEGASIM_ORIGIN", "command line")  # the studio sets its own
+        run_dir.append_event(
+            "start", agents=population.num_rows, runtime=config.runtime.kind, origin=origin
+        )
+        return await _execute(config, population, run_dir, progress, on_step, resume=None)
 
 
 def load_run_config(run_path: Path, overrides: Mapping[str, Any] | None = None) -> SimulationConfig:
@@ -149,18 +157,18 @@ async def resume_simulation(
     """
     run_dir = RunDirectory(run_path)
     config = load_run_config(run_path, overrides)
-    population = run_dir.read_population()
-    latest = CheckpointStore(run_path).latest()
-    done = latest[0] if latest else 0
-    for step_dir in (run_path / "steps").glob("step=*"):
-        if int(step_dir.name.split("=", 1)[1]) > done:
-            shutil.rmtree(step_dir)
-    driver = CheckpointStore(run_path).load_driver(latest[1]) if latest else None
-    run_dir.rewrite_metrics(
-        [h["metrics"] | {"outcome": h["outcome"]} for h in driver["history"]] if driver else []
-    )
-    run_dir.append_event("resumed", from_step=done, runtime=config.runtime.kind)
-    return await _execute(config, population, run_dir, progress, on_step, resume=latest)
+    with RunLock(run_path):  # before anything is deleted: a live driver may own it
+        population = run_dir.read_population()
+        latest = CheckpointStore(run_path).latest()
+        done = latest[0] if latest else 0
+        for step_dir in (run_path / "steps").glob("step=*"):
+            if int(step_dir.name.split("=", 1)[1]) > done:
+                shutil.rmtree(step_dir)
+        driver = CheckpointStore(run_path).load_driver(latest[1]) if latest else None
+        history = driver["history"] if driver else []
+        run_dir.rewrite_metrics([h["metrics"] | {"outcome": h["outcome"]} for h in history])
+        run_dir.append_event("resumed", from_step=done, runtime=config.runtime.kind)
+        return await _execute(config, population, run_dir, progress, on_step, resume=latest)
 
 
 async def _execute(

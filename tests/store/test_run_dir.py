@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from megasim.store.run_dir import RunDirectory, new_run_id
+from megasim.store.run_dir import RunDirectory, RunDirectoryError, new_run_id
 from megasim.store.schema import DECISION_COLUMNS, DECISION_SCHEMA
 
 
@@ -60,16 +60,40 @@ def test_create_makes_the_layout(tmp_path: Path) -> None:
 
 def test_create_fails_if_the_run_exists(run: RunDirectory) -> None:
     (run.path / "keep.txt").write_text("earlier run")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RunDirectoryError, match=r"already exists.*megasim resume"):
         RunDirectory.create(run.path.parent, run.path.name)
+    with pytest.raises(RunDirectoryError, match="--run-id: a run"):
+        RunDirectory.check_new(run.path.parent, run.path.name, field="--run-id")
     assert (run.path / "keep.txt").read_text() == "earlier run"  # untouched
 
 
 def test_create_fails_on_an_existing_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "r1").mkdir()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RunDirectoryError):
         RunDirectory.create(tmp_path, "r1")
     assert not (tmp_path / "r1" / "steps").exists()
+
+
+@pytest.mark.parametrize(
+    "run_id", ["../escape", "/tmp/abs", "a/b", "..", ".", ".hidden", "", "x" * 129, "a b", "é"]
+)
+def test_run_ids_that_are_not_one_plain_folder_are_refused(tmp_path: Path, run_id: str) -> None:
+    base = tmp_path / "runs"
+    with pytest.raises(RunDirectoryError, match=r"--run-id: .* is not a valid run id"):
+        RunDirectory.create(base, run_id, field="--run-id")
+    assert not base.exists()
+    assert sorted(tmp_path.iterdir()) == []  # nothing created anywhere near
+
+
+def test_valid_run_ids_are_accepted(tmp_path: Path) -> None:
+    for run_id in ("r1", "guess_two_thirds-20261124-031819-4825", "A.b-c_d", "x" * 128):
+        assert RunDirectory.create(tmp_path, run_id).path == tmp_path / run_id
+
+
+def test_create_unique_never_reuses(tmp_path: Path) -> None:
+    paths = {RunDirectory.create_unique(tmp_path, "same").path for _ in range(3)}
+    assert len(paths) == 3  # same name, same second, same pid: suffixed
+    assert all(p.parent == tmp_path and p.name.startswith("same-") for p in paths)
 
 
 def test_new_run_id() -> None:

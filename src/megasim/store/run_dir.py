@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -16,6 +17,22 @@ import pyarrow.parquet as pq
 import yaml
 
 from megasim.store.schema import DECISION_SCHEMA
+
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+RUN_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, 1-128 long"
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+class RunDirectoryError(Exception):
+    """A run directory that cannot be used as asked; the message says why and what to do."""
+
+
+def check_run_id(run_id: str, field: str = "run id") -> str:
+    """A run id is one plain folder name: no ``/``, ``..`` or absolute path can escape
+    ``out_dir``. Raises RunDirectoryError naming ``field``."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise RunDirectoryError(f"{field}: {run_id!r} is not a valid run id ({RUN_ID_RULE})")
+    return run_id
 
 
 def new_run_id(name: str) -> str:
@@ -37,11 +54,45 @@ class RunDirectory:
         self.path = path
 
     @classmethod
-    def create(cls, base: Path, run_id: str) -> RunDirectory:
-        path = base / run_id
-        path.mkdir(parents=True, exist_ok=False)
+    def create(cls, base: Path, run_id: str, field: str = "run id") -> RunDirectory:
+        """A new, empty run directory ``base/run_id``; never reuses an existing one."""
+        path = cls.check_new(base, run_id, field)
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path.mkdir()
+        except FileExistsError:
+            raise cls._exists(base, run_id, field) from None
+        except OSError as exc:
+            raise RunDirectoryError(f"{path}: cannot create: {exc.strerror or exc}") from None
         (path / "steps").mkdir()
         return cls(path)
+
+    @classmethod
+    def check_new(cls, base: Path, run_id: str, field: str = "run id") -> Path:
+        """``base/run_id`` if ``create`` would make it now (a check before slow work)."""
+        path = base / check_run_id(run_id, field)
+        if path.exists():
+            raise cls._exists(base, run_id, field)
+        return path
+
+    @staticmethod
+    def _exists(base: Path, run_id: str, field: str) -> RunDirectoryError:
+        return RunDirectoryError(
+            f"{field}: a run {run_id!r} already exists in {base}; choose another id, or "
+            f"continue that run with `megasim resume {base / run_id}`"
+        )
+
+    @classmethod
+    def create_unique(cls, base: Path, name: str) -> RunDirectory:
+        """A new run directory named after ``name`` and the time (``-2``... on a clash)."""
+        run_id = new_run_id(name)
+        for attempt in range(1, 100):
+            try:
+                return cls.create(base, run_id if attempt == 1 else f"{run_id}-{attempt}")
+            except RunDirectoryError:
+                if not (base / run_id).exists():
+                    raise  # not a clash
+        raise RunDirectoryError(f"{base}: no free run id for {name!r}")
 
     # --- files -------------------------------------------------------------------
     @property
