@@ -145,9 +145,12 @@ def execute(
         )
     console.print(summary_table(result.steps))
     used = sorted({name for s in result.steps for name in s.metrics["models"]})
+    from megasim.report.models import STAND_IN_BACKENDS
+
     for name in used:
         backend = cfg.models[name].backend
-        note = " (labelled non-LLM stand-in: not LLM behaviour)" if backend == "surrogate" else ""
+        stand_in = backend in STAND_IN_BACKENDS
+        note = " (non-LLM stand-in: not LLM behaviour)" if stand_in else ""
         console.print(f"model {name}: backend {backend}{note}", highlight=False)
     console.print(f"run directory: [bold]{result.run_dir.path}[/]")
     console.print(f"report: megasim report {result.run_dir.path}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -93,7 +94,7 @@ def make_run(
             schema=DECISION_SCHEMA,
         )
         for shard in (0, 1):
-            part = table.filter(pa.compute.equal(table["shard"], shard))
+            part = table.filter(pc.equal(table["shard"], shard))
             d = root / "steps" / step_dir.format(step=step)
             d.mkdir(parents=True, exist_ok=True)
             pq.write_table(part, d / f"shard={shard}.parquet")

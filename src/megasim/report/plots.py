@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from megasim.report.models import ModelInfo, load_models, stand_in_warning
 from megasim.report.summary import (
     BreakdownRow,
     GameParams,
@@ -74,11 +75,25 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _label_models(fig: Figure, models: dict[str, ModelInfo]) -> None:
+    """Every plot names its models' backends; stand-in answers get a red warning on top."""
+    names = "; ".join(info.label for info in models.values())
+    fig.supxlabel(f"models: {names}", fontsize="small")  # laid out below the axes
+    warning = stand_in_warning(models.values())
+    if warning is not None:
+        fig.suptitle(warning, color="red", fontweight="bold", fontsize="medium")
+
+
 def _histogram_png(
-    path: Path, stats: RoundStats, counts: NDArray[np.int64], game: GameParams
+    path: Path,
+    stats: RoundStats,
+    counts: NDArray[np.int64],
+    game: GameParams,
+    models: dict[str, ModelInfo],
 ) -> Path:
     edges = np.linspace(game.low, game.high, len(counts) + 1)
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    _label_models(fig, models)
     ax = fig.subplots()
     ax.stairs(counts, edges, fill=True, alpha=0.75, label="answers")
     if stats.winner is not None:
@@ -97,9 +112,14 @@ def _histogram_png(
 
 
 def _convergence_png(
-    path: Path, rounds: list[RoundStats], by_model: list[BreakdownRow], game: GameParams
+    path: Path,
+    rounds: list[RoundStats],
+    by_model: list[BreakdownRow],
+    game: GameParams,
+    models: dict[str, ModelInfo],
 ) -> Path:
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    _label_models(fig, models)
     ax = fig.subplots()
     nan = float("nan")
     steps = [r.step for r in rounds]
@@ -113,11 +133,11 @@ def _convergence_png(
     ax.plot(steps, col([r.mean for r in rounds]), marker="o", label="mean (all)")
     ax.plot(steps, col([r.median for r in rounds]), marker="s", label="median (all)")
     ax.plot(steps, col([r.winner for r in rounds]), marker="^", color="red", label="winning")
-    models = sorted({row.key for row in by_model})
-    if len(models) > 1:
+    names = sorted({row.key for row in by_model})
+    if len(names) > 1:
         # Default colour cycle minus the blue/orange/red already used by the pooled lines.
         palette = [f"C{i}" for i in (2, 4, 5, 6, 7, 8, 9)]
-        for i, model in enumerate(models):
+        for i, model in enumerate(names):
             rows = [row for row in by_model if row.key == model]
             ax.plot(
                 [row.step for row in rows],
@@ -125,7 +145,7 @@ def _convergence_png(
                 linestyle="--",
                 marker=".",
                 color=palette[i % len(palette)],
-                label=f"mean {model}",
+                label=f"mean {models[model].label}",
             )
     ax.set_ylim(game.low, game.high)
     ax.set_xticks(steps)
@@ -150,11 +170,14 @@ def write_plots(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     game = load_game(run_dir)
     rounds = round_table(run_dir)
     counts = histogram_counts(run_dir, game)
+    by_model = breakdown(run_dir, "model")
+    used = sorted({row.key for row in by_model})
+    configured = load_models(run_dir, used)
+    models = {name: configured[name] for name in used}
     out.mkdir(parents=True, exist_ok=True)
     paths = [
-        _histogram_png(out / f"round_{r.step}_hist.png", r, counts[r.step], game) for r in rounds
+        _histogram_png(out / f"round_{r.step}_hist.png", r, counts[r.step], game, models)
+        for r in rounds
     ]
-    paths.append(
-        _convergence_png(out / "convergence.png", rounds, breakdown(run_dir, "model"), game)
-    )
+    paths.append(_convergence_png(out / "convergence.png", rounds, by_model, game, models))
     return paths

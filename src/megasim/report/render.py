@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rich import box
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from megasim.report.models import ModelInfo, load_models, stand_in_warning
 from megasim.report.plots import write_plots
 from megasim.report.summary import (
     BREAKDOWN_KEYS,
@@ -94,10 +95,24 @@ def rounds_table(rounds: Sequence[RoundStats], title: str = "Guesses") -> Table:
     return guesses_table(rounds, title=title)
 
 
-def breakdown_table(by: str, rows: Sequence[BreakdownRow]) -> Table:
+def models_table(models: Mapping[str, ModelInfo]) -> Table:
+    """Every model whose answers the report shows, with its backend and what that is."""
+    table = _table("Models")
+    for header in ("Model", "Backend", "Kind", "Answers from"):
+        table.add_column(header, justify="left", overflow="fold")
+    for info in models.values():
+        kind = f"[bold red]{info.kind}[/]" if info.stand_in else info.kind
+        table.add_row(escape(info.name), info.backend, kind, escape(info.detail))
+    return table
+
+
+def breakdown_table(
+    by: str, rows: Sequence[BreakdownRow], models: Mapping[str, ModelInfo] | None = None
+) -> Table:
     """Per-round, per-key table; the Winner column appears only for groups (own games).
 
-    The key column folds long names (e.g. ``org/model-name``) instead of truncating them.
+    The key column folds long names (e.g. ``org/model-name``) instead of truncating them;
+    by model, each name carries its backend (``fast (surrogate: non-LLM stand-in)``).
     """
     table = _table(_TITLES.get(by, f"By {by}"))
     _num(table, "Round", 3)
@@ -107,6 +122,7 @@ def breakdown_table(by: str, rows: Sequence[BreakdownRow]) -> Table:
         overflow="fold",
         min_width=8,
     )
+    models = models or {}
     # Counts sized by content here, leaving the key column room for long model names.
     _num(table, "N", 5)
     _num(table, "Valid", 5)
@@ -116,7 +132,9 @@ def breakdown_table(by: str, rows: Sequence[BreakdownRow]) -> Table:
     if with_winner:
         _num(table, "Winner", _VALUE_WIDTH)
     for r in rows:
-        cells = [str(r.step), r.key, str(r.n), str(r.valid), _f(r.mean), _f(r.median), _f(r.std)]
+        info = models.get(r.key) if by == "model" else None
+        key = info.label if info is not None else r.key
+        cells = [str(r.step), key, str(r.n), str(r.valid), _f(r.mean), _f(r.median), _f(r.std)]
         table.add_row(*cells, *([_f(r.winner)] if with_winner else []))
     return table
 
@@ -133,7 +151,13 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
     game = load_game(run_dir)
     rounds = round_table(run_dir)
     breakdowns: dict[str, list[BreakdownRow]] = {k: breakdown(run_dir, k) for k in BREAKDOWN_KEYS}
+    used = sorted({r.key for r in breakdowns["model"]})
+    configured = load_models(run_dir, used)
+    models = {name: configured[name] for name in used}
 
+    warning = stand_in_warning(models.values())
+    if warning is not None:
+        console.print(f"[bold red]{escape(warning)}[/]", soft_wrap=True)
     if game.scored:
         console.print(
             f"[bold]Rounds of {escape(run_dir.name)}[/bold]: winning number = "
@@ -143,14 +167,20 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
     else:
         console.print(f"[bold]Steps of {escape(run_dir.name)}[/bold]: stated opinions")
         console.print(guesses_table(rounds, title="Opinions", with_winner=False))
+    console.print(models_table(models))
     console.print(cost_table(rounds))
     for by, rows in breakdowns.items():
         if len({r.key for r in rows}) > 1:
-            console.print(breakdown_table(by, rows))
+            console.print(breakdown_table(by, rows, models))
 
     paths = write_plots(run_dir, out)
     summary = out / "summary.json"
     payload = summary_payload(run_dir, rounds, breakdowns)
+    payload["models"] = {name: info.as_json() for name, info in models.items()}
+    payload["stand_in_models"] = [name for name, info in models.items() if info.stand_in]
+    payload["warning"] = warning
+    for row in payload["breakdowns"]["model"]:
+        row["backend"] = models[row["key"]].backend
     summary.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     paths.append(summary)
     # soft_wrap: a long path is left whole for the terminal to wrap (copy-pasteable).
