@@ -100,9 +100,12 @@ def execute(
     start: Callable[[ProgressFn, StepListener], Any],
     quiet: bool,
     source: Path,
+    done_steps: int = 0,
 ) -> None:
-    """Run ``start`` (a fresh run or a resume) with a progress bar, then print the summary."""
-    total = population_size(cfg) * cfg.rounds
+    """Run ``start`` (a fresh run or a resume) with a progress bar, then print the summary.
+    ``done_steps``: steps finished before (a resume's progress starts after them)."""
+    agents = population_size(cfg)
+    total = agents * cfg.rounds
     progress = Progress(
         TextColumn("[bold]round {task.fields[round]}/" + str(cfg.rounds)),
         BarColumn(),
@@ -112,9 +115,10 @@ def execute(
         disable=quiet,
         transient=False,
     )
-    task = progress.add_task("decisions", total=total, round=1)
+    first_round = min(done_steps + 1, cfg.rounds)
+    finished = [agents * done_steps]
+    task = progress.add_task("decisions", total=total, completed=finished[0], round=first_round)
     done_by_shard: dict[int, int] = {}
-    finished = [0]
 
     def on_progress(shard: int, done: int) -> None:
         done_by_shard[shard] = done
@@ -199,16 +203,27 @@ def run(
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    runtime: Annotated[
+        str | None, typer.Option(help="local | ray (default: the run's own runtime)")
+    ] = None,
+    shards: Annotated[int | None, typer.Option(help="number of agent shards")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="ray: 'auto' or HOST:PORT of a cluster to join")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Continue a run after a crash from its last complete step (same results as unbroken)."""
-    from megasim.run import load_run_config, resume_simulation
+    """Continue a run after a crash from its last complete step (same results as unbroken),
+    on the same or another runtime (the run directory must be reachable from its nodes)."""
+    from megasim.run import completed_steps, load_run_config, resume_simulation
 
+    overrides = {"runtime": runtime, "shards": shards, "address": address}
+    source = run_dir / "config.yaml"
     try:
-        cfg = load_run_config(run_dir)
+        cfg = load_run_config(run_dir, overrides)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    execute(cfg, lambda p, s: resume_simulation(run_dir, p, s), quiet, run_dir / "config.yaml")
+    done = completed_steps(run_dir)
+    execute(cfg, lambda p, s: resume_simulation(run_dir, p, s, overrides), quiet, source, done)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -188,8 +189,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """CLI flags win over the file: agents, rounds, model, seed, out, runtime, shards."""
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """CLI flags win over the file: agents, rounds, model, seed, out, runtime, shards,
+    address (``megasim resume`` takes the last three)."""
     data = dict(data)
     if overrides.get("agents") is not None:
         if data.get("population_file") is not None:
@@ -201,12 +203,12 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     for key, field in (("rounds", "rounds"), ("seed", "seed"), ("out", "out_dir")):
         if overrides.get(key) is not None:
             data[field] = overrides[key]
-    if overrides.get("runtime") is not None or overrides.get("shards") is not None:
-        runtime = dict(data.get("runtime", {}))
-        if overrides.get("runtime") is not None:
-            runtime["kind"] = overrides["runtime"]
-        if overrides.get("shards") is not None:
-            runtime["shards"] = overrides["shards"]
+    flags = {"runtime": "kind", "shards": "shards", "address": "address"}
+    if any(overrides.get(flag) is not None for flag in flags):
+        runtime = dict(data.get("runtime") or {})
+        for flag, field in flags.items():
+            if overrides.get(flag) is not None:
+                runtime[field] = overrides[flag]
         data["runtime"] = runtime
     model = overrides.get("model")
     if model is not None:

@@ -15,7 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from megasim.config import ConfigError, SimulationConfig, format_validation_error
+from megasim.config import (
+    ConfigError,
+    SimulationConfig,
+    apply_overrides,
+    format_validation_error,
+    read_yaml,
+)
 from megasim.monitor import RunMonitor, StopRequestedError
 from megasim.population.sampling import sample_population
 from megasim.runtime.base import ProgressFn, Runtime
@@ -129,17 +135,24 @@ async def run_simulation(
 
 
 def load_run_config(run_path: Path, overrides: Mapping[str, Any] | None = None) -> SimulationConfig:
-    """The resolved config a run directory was started with."""
+    """The resolved config a run directory was started with; ``overrides`` as the CLI's
+    flags (``megasim resume --runtime/--shards/--address``), see ``apply_overrides``."""
     run_dir = RunDirectory(run_path)
     if not run_dir.config_path.is_file():
         raise ConfigError(f"{run_path}: not a run directory (no config.yaml)")
-    data = run_dir.read_config()
+    data = read_yaml(run_dir.config_path)  # unreadable or not YAML: a ConfigError
     data.pop("versions", None)
-    data.update(overrides or {})
+    data = apply_overrides(data, overrides or {})
     try:
         return SimulationConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(run_dir.config_path), exc, data)) from exc
+
+
+def completed_steps(run_path: Path) -> int:
+    """Steps a resume starts after: those of the latest complete checkpoint (0: none)."""
+    latest = CheckpointStore(run_path).latest()
+    return latest[0] if latest else 0
 
 
 async def resume_simulation(
@@ -167,7 +180,14 @@ async def resume_simulation(
         driver = CheckpointStore(run_path).load_driver(latest[1]) if latest else None
         history = driver["history"] if driver else []
         run_dir.rewrite_metrics([h["metrics"] | {"outcome": h["outcome"]} for h in history])
-        run_dir.append_event("resumed", from_step=done, runtime=config.runtime.kind)
+        runtime = config.runtime
+        run_dir.append_event(
+            "resumed",
+            from_step=done,
+            runtime=runtime.kind,
+            shards=runtime.shards,
+            address=runtime.address,
+        )
         return await _execute(config, population, run_dir, progress, on_step, resume=latest)
 
 

@@ -154,6 +154,26 @@ async def test_relative_out_dir_is_the_drivers_not_each_nodes(
     assert [s.step for s in result.steps] == [1, 2]
 
 
+async def test_local_run_resumed_on_the_cluster(cluster: str, tmp_path: Path) -> None:
+    """`megasim resume --runtime ray --address ... --shards 2` of a run started locally."""
+    from megasim.run import resume_simulation
+    from megasim.simulation import StepOutcome
+
+    def crash_after_two(outcome: StepOutcome) -> None:
+        if outcome.step == 2:
+            raise KeyboardInterrupt
+
+    local = SimulationConfig.model_validate(config_data(tmp_path, rounds=4))
+    with pytest.raises(KeyboardInterrupt):
+        await run_simulation(local, on_step=crash_after_two, run_id="moved")
+    overrides = {"runtime": "ray", "address": cluster, "shards": 2}
+    resumed = await resume_simulation(tmp_path / "moved", overrides=overrides)
+    nodes = {s["node"] for m in resumed.run_dir.read_metrics()[2:] for s in m["shards"]}
+    assert None not in nodes  # steps 3-4 ran in Ray actors
+    unbroken = await run_simulation(local, run_id="unbroken")
+    assert same_decisions(resumed.run_dir, unbroken.run_dir)
+
+
 async def test_one_and_four_shards_equal_local(cluster: str, tmp_path: Path) -> None:
     local = await run_simulation(
         SimulationConfig.model_validate(config_data(tmp_path, rounds=3)), run_id="local"
