@@ -10,6 +10,7 @@ from typing import Any
 from megasim.config import SimulationConfig
 from megasim.env.base import Environment
 from megasim.message import Message
+from megasim.runtime.answers import combine_answers
 from megasim.runtime.base import ModelStepStats, ProgressFn, Runtime, ShardStepResult
 from megasim.runtime.checkpoint import CheckpointStore
 from megasim.store.run_dir import RunDirectory
@@ -61,6 +62,7 @@ def step_metrics(step: int, results: list[ShardStepResult], wall_s: float) -> di
             {"shard": r.shard, "agents": r.agents, "wall_s": r.wall_s, "node": r.node}
             for r in results
         ],
+        "answers": combine_answers([r.answers for r in results]),
     }
 
 

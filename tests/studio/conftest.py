@@ -68,12 +68,16 @@ def finished_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return runs
 
 
+def private_copy(runs: Path, tmp_path: Path) -> Path:
+    """A copy of a runs folder: what one test asks, renders or deletes stays its own."""
+    target = tmp_path / "runs"
+    shutil.copytree(runs, target)
+    return target
+
+
 @pytest.fixture
 def runs_copy(finished_runs: Path, tmp_path: Path) -> Path:
-    """A private copy of the finished runs (for tests that change or delete them)."""
-    target = tmp_path / "runs"
-    shutil.copytree(finished_runs, target)
-    return target
+    return private_copy(finished_runs, tmp_path)
 
 
 def free_port() -> int:

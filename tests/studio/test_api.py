@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
@@ -42,12 +43,25 @@ def test_dashboard_numbers_match_the_decisions(
     steps = httpx.get(f"{url}/steps").json()
     assert [s["step"] for s in steps] == [1, 2, 3]
     assert "winner" in steps[0]["outcome"]
-    values = httpx.get(f"{url}/values", params={"step": 2, "bins": 20}).json()
+    values = httpx.get(f"{url}/values", params={"step": 2, "bins": 20, "exact": "true"}).json()
     decisions = RunDirectory(runs_copy / "done1").read_decisions(2)
     assert values["n"] == 3000
     assert sum(values["counts"]) == values["valid"] == 3000
     assert abs(values["mean"] - steps[1]["outcome"]["mean"]) < 1e-9
     assert values["quantiles"]["median"] == float(np.median(decisions["value"].to_numpy()))
+    fast = httpx.get(f"{url}/values", params={"step": 2, "bins": 20}).json()  # shards' summary
+    assert fast["approximate"]
+    assert sum(fast["counts"]) == 3000
+    exact_median = values["quantiles"]["median"]
+    assert abs(fast["quantiles"]["median"] - exact_median) <= fast["bin_width"]
+    by_model = httpx.get(f"{url}/breakdown", params={"by": "model"}).json()
+    for row in by_model["rows"]:
+        chosen = (
+            decisions.filter(pc.equal(decisions["model"], row["key"])) if row["step"] == 2 else None
+        )
+        if chosen is not None:
+            assert row["n"] == chosen.num_rows
+            assert abs(row["mean"] - float(np.mean(chosen["value"].to_numpy()))) < 1e-9
     by_education = httpx.get(f"{url}/breakdown", params={"by": "education"}).json()
     keys = {r["key"] for r in by_education["rows"]}
     assert keys == {"high school", "bachelor", "PhD"}
@@ -193,6 +207,9 @@ def test_live_run_streams_and_obeys_pause_resume_stop(runs_copy: Path) -> None:
             assert httpx.post(f"{url}/control", json={"action": "pause"}).status_code == 200
             assert _wait_state(url, "paused")
             done_while_paused = httpx.get(url).json()["summary"]["steps_done"]
+            asked = httpx.post(f"{url}/interview", json={"agent_id": 1, "question": "Now?"})
+            assert asked.status_code == 200  # a live run can be interviewed
+            assert asked.json()["answers"][0]["raw_text"].startswith("[surrogate]")
             time.sleep(1.0)
             assert httpx.get(url).json()["summary"]["steps_done"] == done_while_paused
             httpx.post(f"{url}/control", json={"action": "resume"})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.studio.conftest import StudioServer, make_run, start_live_run
+from tests.studio.conftest import StudioServer, make_run, private_copy, start_live_run
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,10 +51,7 @@ def big_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def big_copy(big_runs: Path, tmp_path: Path) -> Path:
-    """A private copy: what one test asks or renders does not leak into the next."""
-    target = tmp_path / "runs"
-    shutil.copytree(big_runs, target)
-    return target
+    return private_copy(big_runs, tmp_path)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ def _routes(server: StudioServer) -> list[tuple[str, str]]:
         "/runs/done1/cluster",
         "/runs/done1/report",
         "/static/studio.css",
+        "/static/pages/run.html",
         "/static/run.js",
         "/vendor/plotly.min.js",
         "/api/openapi.json",

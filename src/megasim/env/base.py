@@ -170,6 +170,14 @@ class Environment:
         """What ``agent`` sees this step; default: the whole state."""
         return self.state
 
+    def answer_range(self) -> tuple[float, float] | None:
+        """The range of valid answers, for the per-step histogram of metrics.jsonl; by
+        default the state's ``low``/``high`` (None: no histogram)."""
+        low, high = self.state.get("low"), self.state.get("high")
+        if isinstance(low, int | float) and isinstance(high, int | float) and low < high:
+            return float(low), float(high)
+        return None
+
     def reduce(self, batch: DecisionBatch) -> dict[str, Any]:
         """Shard side: summarise a shard's decisions into a small, combinable partial."""
         return {"n": int(batch.agent_ids.size), "valid": int(batch.valid.sum())}

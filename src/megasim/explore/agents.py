@@ -128,10 +128,20 @@ class AgentIndex:
         """(matching agents, one page of them); long texts clipped."""
         where, params = where_clause(filters, self.kinds)
         limit = max(1, min(limit, PAGE_LIMIT))
-        sql = f"SELECT * FROM agents{where}{self._order(sort, descending)} LIMIT ? OFFSET ?"
-        cursor = self._cursor().execute(sql, [*params, limit, max(0, offset)])
-        names = [d[0] for d in cursor.description or []]
-        rows = [_clipped(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+        # Late materialisation: sort only (key, agent_id), then fetch the page's full rows;
+        # sorting whole rows (texts included) costs several times more at a million.
+        order = self._order(sort, descending)
+        sql = f"SELECT agent_id FROM agents{where}{order} LIMIT ? OFFSET ?"
+        found_ids = self._cursor().execute(sql, [*params, limit, max(0, offset)]).fetchall()
+        ids = [r[0] for r in found_ids]
+        rows: list[dict[str, Any]] = []
+        if ids:
+            cursor = self._cursor().execute(
+                "SELECT * FROM agents WHERE agent_id IN (SELECT unnest(?))", [ids]
+            )
+            names = [d[0] for d in cursor.description or []]
+            found = {r[0]: r for r in cursor.fetchall()}  # agent_id is the first column
+            rows = [_clipped(dict(zip(names, found[i], strict=True))) for i in ids]
         return self.count(filters), rows
 
     def agent_ids(self, filters: Sequence[Filter]) -> list[int]:

@@ -62,6 +62,7 @@ class ShardStepResult:
     node: str | None = None  # the Ray node that ran the shard (None in the local runtime)
     messages: list[Message] = field(default_factory=list)  # sent this step, for routing
     model_layer: dict[str, Any] = field(default_factory=dict)  # actor's model counters (Ray)
+    answers: dict[str, Any] = field(default_factory=dict)  # histogram and per-key sums
 
 
 def model_layer_metrics(models: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment, KeyedStore
 from megasim.message import Message
+from megasim.runtime.answers import summarize_answers
 from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats, ProgressFn, ShardStepResult
 from megasim.runtime.checkpoint import write_agent_states
 from megasim.runtime.driver import TaskFreeDriver
@@ -111,6 +112,7 @@ class AgentShard:
             wall_s=time.perf_counter() - started,
             tasks=tasks,
             messages=self.mailbox.collect(),
+            answers=summarize_answers(table, self.env.answer_range()),
         )
 
     async def _run_agents(self, progress: ProgressFn | None) -> tuple[list[Decision], int]:

@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 
 from megasim.explore.filters import FilterError, quote
+from megasim.runtime.answers import ANSWER_BINS, BREAKDOWN_COLUMNS, histogram_quantile, key_stats
 
 _DECISION_GROUPS = ("model", "prompt_variant", "group", "shard", "valid", "step")
 MAX_KEYS = 30  # breakdown keys shown; the rest are summed as "other"
@@ -189,3 +190,67 @@ def _num(value: Any) -> float | None:
         return None
     number = float(value)
     return None if number != number else number
+
+
+def values_from_summary(record: dict[str, Any], bins: int) -> dict[str, Any] | None:
+    """The ``values`` view of a step from the answer summary its shards reduced (no file
+    read): counts exact, quantiles within one of ANSWER_BINS bins. None if absent."""
+    summary = record.get("answers") or {}
+    if "counts" not in summary:
+        return None
+    group = max(1, ANSWER_BINS // max(1, min(bins, ANSWER_BINS)))
+    while ANSWER_BINS % group:
+        group += 1
+    fine = np.asarray(summary["counts"], dtype=np.int64)
+    counts = fine.reshape(-1, group).sum(axis=1)
+    low, high = float(summary["low"]), float(summary["high"])
+    edges = np.linspace(low, high, len(counts) + 1)
+    n = int(record.get("decisions", int(fine.sum())))
+    errors, invalid = int(record.get("errors", 0)), int(record.get("invalid", 0))
+    outcome = record.get("outcome") or {}
+    result: dict[str, Any] = {
+        "n": n,
+        "valid": int(fine.sum()),
+        "invalid": invalid,
+        "errors": errors,
+        "edges": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+        "approximate": True,
+        "bin_width": (high - low) / ANSWER_BINS,
+    }
+    if fine.sum() == 0:
+        return result | {"edges": [], "counts": []}
+    occupied = np.nonzero(fine)[0]
+    width = (high - low) / ANSWER_BINS
+    quantiles = {
+        name: histogram_quantile(summary, q)
+        for name, q in (("p05", 0.05), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95))
+    }
+    return result | {
+        "mean": outcome.get("mean"),
+        "std": outcome.get("std"),
+        "min": low + width * float(occupied[0]),
+        "max": low + width * float(occupied[-1] + 1),
+        "quantiles": quantiles,
+    }
+
+
+def breakdown_from_metrics(metrics: list[dict[str, Any]], by: str) -> dict[str, Any] | None:
+    """Per step and key of a decision column (model, prompt variant, group) from the
+    shards' summaries in metrics.jsonl; None when a step lacks them."""
+    if by not in BREAKDOWN_COLUMNS:
+        return None
+    rows: list[dict[str, Any]] = []
+    for record in metrics:
+        keys = ((record.get("answers") or {}).get("by") or {}).get(by)
+        if keys is None:
+            return None
+        for key, sums in keys.items():
+            rows.append(
+                {"step": int(record["step"]), "key": key, **key_stats(sums), "median": None}
+            )
+    sizes: dict[str, int] = {}
+    for row in rows:
+        sizes[row["key"]] = sizes.get(row["key"], 0) + int(row["n"])
+    shown = set(sorted(sizes, key=lambda k: -sizes[k])[:MAX_KEYS])
+    return {"by": by, "rows": [r for r in rows if r["key"] in shown], "keys_total": len(sizes)}

@@ -15,6 +15,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from rich.console import Console
 
 from megasim.explore.agents import column_kinds
+from megasim.studio.analysis import breakdown_from_metrics, values_from_summary
 from megasim.studio.context import Studio, studio_of
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -59,14 +60,17 @@ def run_values(
     studio: StudioDep,
     step: Annotated[int | None, Query(ge=1, description="default: last completed step")] = None,
     bins: Annotated[int, Query(ge=1, le=200)] = 40,
+    exact: Annotated[bool, Query(description="read the decisions, not the step's summary")] = False,
 ) -> dict[str, Any]:
     path = studio.catalog.path(run_id)
+    metrics = studio.catalog.metrics(run_id)
     if step is None:
-        metrics = studio.catalog.metrics(run_id)
         if not metrics:
             return {"step": None, "n": 0, "edges": [], "counts": []}
         step = int(metrics[-1]["step"])
-    return {"step": step, **studio.analysis.values(path, step, bins)}
+    record = next((m for m in metrics if int(m.get("step", -1)) == step), None)
+    fast = values_from_summary(record, bins) if record is not None and not exact else None
+    return {"step": step, **(fast or studio.analysis.values(path, step, bins))}
 
 
 @router.get("/{run_id}/breakdown", summary="Answers per step by a population or decision column")
@@ -76,7 +80,14 @@ def run_breakdown(
     by: Annotated[str, Query(min_length=1, max_length=100)] = "model",
 ) -> dict[str, Any]:
     path = studio.catalog.path(run_id)
-    return studio.analysis.breakdown(path, by, column_kinds(path))
+    fast = breakdown_from_metrics(studio.catalog.metrics(run_id), by)
+    return fast or studio.analysis.breakdown(path, by, column_kinds(path))
+
+
+@router.get("/{run_id}/columns", summary="Population and decision columns with their kinds")
+def run_columns(run_id: str, studio: StudioDep) -> list[dict[str, str]]:
+    kinds = column_kinds(studio.catalog.path(run_id))
+    return [{"name": name, "kind": kind} for name, kind in kinds.items()]
 
 
 @router.get("/{run_id}/quantiles", summary="Median and quartiles of the valid answers, per step")
@@ -84,8 +95,9 @@ def run_quantiles(run_id: str, studio: StudioDep) -> list[dict[str, Any]]:
     path = studio.catalog.path(run_id)
     found = []
     for record in studio.catalog.metrics(run_id):
-        values = studio.analysis.values(path, int(record["step"]))  # cached per step files
-        found.append({"step": int(record["step"]), **values.get("quantiles", {})})
+        step = int(record["step"])
+        values = values_from_summary(record, 1) or studio.analysis.values(path, step)
+        found.append({"step": step, **values.get("quantiles", {})})
     return found
 
 

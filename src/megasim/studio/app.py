@@ -7,11 +7,12 @@ from plotly.js served out of the installed ``plotly`` package: no CDN, works off
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import plotly
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from megasim.explore.filters import FilterError
@@ -22,8 +23,26 @@ from megasim.studio.context import Studio
 
 STATIC = Path(__file__).parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-PAGES = {"run": "run.html", "agents": "agents.html", "cluster": "cluster.html"}
-PAGES |= {"ask": "ask.html", "report": "report.html"}
+RUN_PAGES = ("agents", "cluster", "ask", "report")  # /runs/{id}/{page}
+_HEADER = re.compile(r"^<!-- title: (.*?); scripts: (.*?) -->\n")
+
+
+def render_page(name: str) -> str:
+    """A page: the shared shell around ``static/pages/<name>.html``, whose first line
+    names its title and scripts (plotly.js loads first; page scripts are deferred)."""
+    fragment = (STATIC / "pages" / f"{name}.html").read_text(encoding="utf-8")
+    header = _HEADER.match(fragment)
+    if header is None:
+        raise ValueError(f"static/pages/{name}.html lacks its title/scripts line")
+    scripts = "\n".join(
+        f'<script src="{src}"></script>'
+        if src.startswith("/vendor/")
+        else f'<script src="{src}" defer></script>'
+        for src in header.group(2).split()
+    )
+    shell = (STATIC / "shell.html").read_text(encoding="utf-8")
+    filled = shell.replace("{title}", header.group(1)).replace("{scripts}", scripts)
+    return filled.replace("{body}", fragment[header.end() :])
 
 
 def create_app(runs: Path, token: str | None = None, live_interval_s: float = 1.0) -> FastAPI:
@@ -48,26 +67,28 @@ def create_app(runs: Path, token: str | None = None, live_interval_s: float = 1.
     async def _bad_filter(_: Request, exc: FilterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 422)
 
+    pages = {name: render_page(name) for name in ("runs", "run", "agent", *RUN_PAGES)}
+
     @app.get("/", include_in_schema=False)
-    def runs_page() -> FileResponse:
-        return FileResponse(STATIC / "runs.html")
+    def runs_page() -> HTMLResponse:
+        return HTMLResponse(pages["runs"])
 
     @app.get("/runs/{run_id}", include_in_schema=False)
-    def run_page(run_id: str) -> FileResponse:
+    def run_page(run_id: str) -> HTMLResponse:
         app.state.studio.catalog.path(run_id)
-        return FileResponse(STATIC / "run.html")
+        return HTMLResponse(pages["run"])
 
     @app.get("/runs/{run_id}/{page}", include_in_schema=False)
-    def run_subpage(run_id: str, page: str) -> FileResponse:
+    def run_subpage(run_id: str, page: str) -> HTMLResponse:
         app.state.studio.catalog.path(run_id)
-        if page not in PAGES:
+        if page not in RUN_PAGES:
             raise HTTPException(404, "no such page")
-        return FileResponse(STATIC / PAGES[page])
+        return HTMLResponse(pages[page])
 
     @app.get("/runs/{run_id}/agents/{agent_id}", include_in_schema=False)
-    def agent_page(run_id: str, agent_id: int) -> FileResponse:
+    def agent_page(run_id: str, agent_id: int) -> HTMLResponse:
         app.state.studio.catalog.path(run_id)
-        return FileResponse(STATIC / "agent.html")
+        return HTMLResponse(pages["agent"])
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

@@ -87,8 +87,9 @@
   document.getElementById("chart-by").addEventListener("change", () => current && show(current));
 
   async function loadColumns() {
-    const page = await api(`/api/runs/${id}/agents?limit=1`);
-    const pop = page.columns.map((c) => c.name).filter((n) => !["agent_id", "step", "value", "valid", "raw_text", "error", "prompt_id", "text", "tokens_in", "tokens_out", "latency_ms", "background"].includes(n));
+    const columns = await api(`/api/runs/${id}/columns`);
+    const decision = ["step", "value", "valid", "raw_text", "error", "prompt_id", "text", "tokens_in", "tokens_out", "latency_ms", "shard"];
+    const pop = columns.map((c) => c.name).filter((n) => n !== "agent_id" && !decision.includes(n) && !n.startsWith("background"));
     document.getElementById("chart-by").replaceChildren(el("option", { value: "" }, "(answers only)"), ...pop.map((n) => el("option", {}, n)));
   }
   loadColumns().then(() => listInquiries(null));

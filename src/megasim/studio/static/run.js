@@ -118,7 +118,7 @@
     Plotly.react("histogram", [{ x: centers, y: v.counts, type: "bar", marker: { color: "#2f6fde" }, name: "answers" }],
       plotLayout({ xaxis: { title: "answer" }, yaxis: { title: "agents" }, bargap: 0.02 }), plotConfig);
     document.getElementById("hist-stats").textContent = v.n ?
-      `${fmt(v.valid)} valid · ${fmt(v.invalid)} invalid · ${fmt(v.errors)} failed · median ${fmt(v.quantiles ? v.quantiles.median : null)}` : "";
+      `${fmt(v.valid)} valid · ${fmt(v.invalid)} invalid · ${fmt(v.errors)} failed · median ${v.approximate ? "≈ " : ""}${fmt(v.quantiles ? v.quantiles.median : null)}` : "";
     const medians = await api(`/api/runs/${id}/quantiles`);
     for (const q of medians) {
       const record = steps.find((m) => m.step === q.step);
@@ -192,9 +192,9 @@
 
   async function loadColumns() {
     try {
-      const page = await api(`/api/runs/${id}/agents?limit=1`);
+      const columns = await api(`/api/runs/${id}/columns`);
       const skip = new Set(["agent_id", "raw_text", "error", "prompt_id", "text", "value", "background", "step", "tokens_in", "tokens_out", "latency_ms"]);
-      const names = page.columns.map((c) => c.name).filter((n) => !skip.has(n));
+      const names = columns.map((c) => c.name).filter((n) => !skip.has(n) && !n.startsWith("background"));
       document.getElementById("by").replaceChildren(...names.map((n) => el("option", { selected: n === by }, n)));
     } catch (e) { /* no population yet */ }
   }
