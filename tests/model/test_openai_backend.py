@@ -136,7 +136,9 @@ async def test_structured_output_through_response_format(server_url: str) -> Non
     assert again.text == response.text  # same seed, temperature 0
 
 
-async def test_structured_false_sends_no_schema(server_url: str) -> None:
+async def test_structured_false_sends_no_schema_and_a_rejected_one_falls_back(
+    server_url: str,
+) -> None:
     request = ChatRequest(
         messages=(ChatMessage("user", "Say hello."),),
         max_tokens=8,
@@ -147,12 +149,17 @@ async def test_structured_false_sends_no_schema(server_url: str) -> None:
     structured = _model(f"{server_url}/v1")
     try:
         assert (await plain.complete(request)).ok
-        rejected = await structured.complete(request)
+        assert plain.features.notes == []  # nothing was rejected: no schema was sent
+        # llama.cpp rejects the schema (HTTP 400); the request falls back to json_object
+        # instead of failing, and the fallback is recorded with the server's reason
+        fallen_back = await structured.complete(request)
     finally:
         await plain.aclose()
         await structured.aclose()
-    assert rejected.error is not None
-    assert rejected.error.startswith("HTTP 400")
+    assert fallen_back.ok, fallen_back.error
+    assert structured.features.response_format == "json_object"
+    assert structured.features.notes[0].startswith("response_format json_schema -> json_object")
+    assert "HTTP 400" in structured.features.notes[0]
 
 
 async def test_max_tokens_cap_applies(server_url: str) -> None:
