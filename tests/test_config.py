@@ -51,7 +51,7 @@ def test_example_loads() -> None:
     assert config.models["smollm2"].parallel == 4
     assert config.default_model == "smollm2"  # first model when not given
     assert config.runtime.kind == "local"
-    assert config.out_dir == "runs"
+    assert Path(config.out_dir) == EXAMPLE.parents[1] / "runs"  # ../runs from examples/
 
 
 def test_chat_example_loads() -> None:

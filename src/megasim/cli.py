@@ -16,7 +16,7 @@ from rich.table import Table
 from megasim import cli_studio
 from megasim.cli_check import check as check_command
 from megasim.cli_population import population_app
-from megasim.config import ConfigError, SimulationConfig, load_config
+from megasim.config import ConfigError, SimulationConfig, inapplicable_settings, load_config
 from megasim.model.base import ModelSetupError
 from megasim.runtime.base import ProgressFn
 from megasim.simulation import StepListener, StepOutcome
@@ -39,6 +39,12 @@ EXIT_USAGE = 2
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def warn_inapplicable(cfg: SimulationConfig, source: Path) -> None:
+    """Settings this run ignores (harmless ones; the others failed validation)."""
+    for note in inapplicable_settings(cfg):
+        err_console.print(f"[bold yellow]warning:[/] {source}: {note}", highlight=False)
 
 
 def _fmt(value: object, digits: int = 2) -> str:
@@ -189,6 +195,7 @@ def run(
         cfg = load_config(config, overrides)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    warn_inapplicable(cfg, config)
     report = None
     if preflight:
         from megasim.cli_check import run_preflight
@@ -222,6 +229,7 @@ def resume(
         cfg = load_run_config(run_dir, overrides)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    warn_inapplicable(cfg, source)
     done = completed_steps(run_dir)
     execute(cfg, lambda p, s: resume_simulation(run_dir, p, s, overrides), quiet, source, done)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,13 @@ from pydantic import (
     model_validator,
 )
 
-from megasim.model.config import BUILTIN_BACKENDS, LocalModelConfig, ModelConfig
+from megasim import yaml_strict
+from megasim.model.config import (
+    BUILTIN_BACKENDS,
+    LocalModelConfig,
+    ModelConfig,
+    SurrogateModelConfig,
+)
 from megasim.population.spec import PopulationSpec
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
@@ -82,8 +89,25 @@ class RuntimeConfig(BaseModel):
         description="keyed environment state (chat rooms) split by key; ray: an actor each",
     )
 
+    @field_validator("shard_resources")
+    @classmethod
+    def _pins_name_real_shards(
+        cls, pins: dict[int, dict[str, float]], info: ValidationInfo
+    ) -> dict[int, dict[str, float]]:
+        shards: int | None = info.data.get("shards")  # absent when shards itself is invalid
+        extra = sorted(k for k in pins if shards is not None and not 0 <= k < shards)
+        if extra and shards is not None:
+            raise ValueError(
+                f"shards {extra} do not exist: runtime.shards is {shards} (shards 0-{shards - 1})"
+            )
+        for shard, resources in pins.items():
+            if not resources or any(amount <= 0 for amount in resources.values()):
+                raise ValueError(f"shard {shard}: give each pin at least one resource > 0")
+        return pins
+
 
 DEFAULT_MODELS: dict[str, ModelConfig] = {"smollm2": LocalModelConfig(backend="local")}
+_SECTION_SCENARIO = {"game": "guess_two_thirds", "chat": "chat_opinion"}
 
 
 class SimulationConfig(BaseModel):
@@ -117,6 +141,19 @@ class SimulationConfig(BaseModel):
             raise ValueError(f"{name!r} cannot start a run id ({RUN_ID_RULE}, at most 100)")
         return name
 
+    @field_validator("game", "chat")
+    @classmethod
+    def _section_of_this_scenario(
+        cls, section: GameConfig | ChatConfig, info: ValidationInfo
+    ) -> GameConfig | ChatConfig:
+        """Settings of another scenario are an error, not silently ignored (defaults pass:
+        a stored config.yaml holds both sections)."""
+        owner = _SECTION_SCENARIO[str(info.field_name)]
+        scenario = info.data.get("scenario")
+        if scenario is not None and scenario != owner and section != type(section)():
+            raise ValueError(f"applies to scenario {owner} only; this run's scenario is {scenario}")
+        return section
+
     @field_validator("default_model")
     @classmethod
     def _default_model_known(cls, name: str | None, info: ValidationInfo) -> str | None:
@@ -137,6 +174,42 @@ class SimulationConfig(BaseModel):
         if self.default_model is None:
             self.default_model = next(iter(self.models))
         return self
+
+
+_RAY_ONLY = ("address", "cpus_per_shard", "placement", "shard_resources", "max_shard_restarts")
+_KEYED_SCENARIOS = ("chat_opinion",)  # scenarios whose environment has keyed state
+# settings every backend accepts but only LLM backends use (the stand-ins make no calls)
+_SHARED = set(LocalModelConfig.model_fields) & set(SurrogateModelConfig.model_fields)
+_CALL_SETTINGS = tuple(sorted(_SHARED - {"backend"}))
+
+
+def inapplicable_settings(config: SimulationConfig) -> list[str]:
+    """Harmless settings this run ignores, one ``field: why`` line each (the CLI prints
+    them as warnings). Settings whose neglect would change what the user asked for are
+    validation errors instead (another scenario's section, pins of shards that do not
+    exist)."""
+    notes: list[str] = []
+    runtime, defaults = config.runtime, RuntimeConfig()
+    if runtime.kind == "local":
+        for name in _RAY_ONLY:
+            if getattr(runtime, name) != getattr(defaults, name):
+                notes.append(f"runtime.{name}: applies to kind ray only; ignored (kind local)")
+    if runtime.env_partitions != 1 and config.scenario not in _KEYED_SCENARIOS:
+        notes.append(
+            f"runtime.env_partitions: scenario {config.scenario} has no keyed state; ignored"
+        )
+    for name, model in config.models.items():
+        base = type(model).model_fields
+        if model.backend in ("surrogate", "scripted"):
+            for field in _CALL_SETTINGS:
+                if getattr(model, field) != base[field].get_default(call_default_factory=True):
+                    notes.append(
+                        f"models.{name}.{field}: does not apply to backend {model.backend} "
+                        "(a non-LLM stand-in makes no model calls); ignored"
+                    )
+        elif not model.merge and model.merge_window_s != base["merge_window_s"].default:
+            notes.append(f"models.{name}.merge_window_s: merge is off; ignored")
+    return notes
 
 
 _DISCRIMINATORS = ("backend", "dist")  # union tags pydantic inserts into error locations
@@ -176,14 +249,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping, turning every failure into a ConfigError naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read: {reason or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml_strict.load(text)  # a duplicate key is an error, as in population specs
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {exc}") from exc
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -224,11 +299,42 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return data
 
 
-def load_config(path: Path, overrides: dict[str, Any] | None = None) -> SimulationConfig:
-    data = apply_overrides(read_yaml(path), overrides or {})
-    population_file = data.get("population_file")
-    if isinstance(population_file, str) and not Path(population_file).is_absolute():
-        data["population_file"] = str(path.parent / population_file)  # relative to the config
+def _from_config_dir(base: Path, value: object, absolute: bool) -> object:
+    """A relative path string of the config file, made relative to the file's folder."""
+    if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        return value
+    joined = base / value
+    return os.path.abspath(joined) if absolute else os.path.normpath(joined)
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """One rule: every relative path in a config file is relative to that file's folder.
+
+    Files read during the run (``population_file``, a model's ``path`` and ``cache``) become
+    absolute, so Ray actors and later resumes in another directory find them; ``out_dir``
+    stays as short as it can (the driver makes it absolute before any actor sees it)."""
+    data = dict(data)
+    data["out_dir"] = _from_config_dir(base, data.get("out_dir", "runs"), absolute=False)
+    if "population_file" in data:
+        data["population_file"] = _from_config_dir(base, data["population_file"], True)
+    models = data.get("models")
+    if isinstance(models, dict):
+        data["models"] = {
+            name: {
+                key: _from_config_dir(base, value, True) if key in ("path", "cache") else value
+                for key, value in entry.items()
+            }
+            if isinstance(entry, dict)
+            else entry
+            for name, entry in models.items()
+        }
+    return data
+
+
+def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> SimulationConfig:
+    """Read, resolve paths (relative to the file), apply CLI flags (their paths are relative
+    to the working directory) and validate; every problem is a ConfigError naming the file."""
+    data = apply_overrides(resolve_paths(read_yaml(path), path.parent), overrides or {})
     try:
         return SimulationConfig.model_validate(data)
     except ValidationError as exc:
