@@ -7,7 +7,7 @@
    step the histogram, per-step medians and a breakdown): the server-side time of each
    dashboard request, and the run's mean step time with and without it (a ratio).
 
-    python benchmarks/bench_studio.py --agents 1000000 --rounds 3
+    python benchmarks/bench_studio.py --agents 1000000 --rounds 3 --repeat 2
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def make_run(runs: Path, run_id: str, agents: int, rounds: int) -> float:
 
 def agent_browser(server: StudioThread, run_id: str, requests: int) -> dict[str, float]:
     url = f"{server.url}/api/runs/{run_id}/agents"
+    client = httpx.Client(timeout=300)  # one kept-alive connection, as a browser does
     started = time.perf_counter()
-    httpx.get(url, params={"limit": 50}, timeout=300).raise_for_status()
+    client.get(url, params={"limit": 50}).raise_for_status()
     first_open = time.perf_counter() - started
     rng = random.Random(1)
     times = []
@@ -87,7 +88,7 @@ def agent_browser(server: StudioThread, run_id: str, requests: int) -> dict[str,
         params |= {"desc": rng.choice(["true", "false"]), "limit": 50}
         params["offset"] = rng.choice([0, 50, 5000, 20000])
         t0 = time.perf_counter()
-        httpx.get(url, params=params, timeout=60).raise_for_status()
+        client.get(url, params=params).raise_for_status()
         times.append(time.perf_counter() - t0)
     return {
         "first_open_s": round(first_open, 3),
@@ -105,10 +106,11 @@ class Dashboard(threading.Thread):
         self.url = f"{server.url}/api/runs/{run_id}"
         self.timings: dict[str, list[float]] = {}
         self.stop = threading.Event()
+        self.client = httpx.Client(timeout=300)
 
     def timed(self, name: str, path: str, **params: Any) -> None:
         t0 = time.perf_counter()
-        httpx.get(f"{self.url}{path}", params=params, timeout=300).raise_for_status()
+        self.client.get(f"{self.url}{path}", params=params).raise_for_status()
         self.timings.setdefault(name, []).append(time.perf_counter() - t0)
 
     def run(self) -> None:
@@ -131,33 +133,51 @@ class Dashboard(threading.Thread):
                     self.timed("breakdown", "/breakdown", by="model")
 
 
-def live(agents: int, rounds: int, root: Path) -> dict[str, Any]:
-    alone = make_run(root, "alone", agents, rounds)
+def watched_run(root: Path, run_id: str, agents: int, rounds: int) -> tuple[float, Dashboard]:
+    """A run with a dashboard client attached from its first heartbeat on."""
     with StudioThread(root) as server:
-        dashboard = Dashboard(server, "watched")
-        runner = threading.Thread(
-            target=lambda: results.append(make_run(root, "watched", agents, rounds))
-        )
+        dashboard = Dashboard(server, run_id)
         results: list[float] = []
+        runner = threading.Thread(
+            target=lambda: results.append(make_run(root, run_id, agents, rounds))
+        )
         runner.start()
-        while not (root / "watched" / "status.json").exists():
+        while not (root / run_id / "status.json").exists():
             time.sleep(0.05)
         dashboard.start()
         runner.join()
         time.sleep(3)  # the last step's dashboard requests
         dashboard.stop.set()
-    watched = results[0]
+    return results[0], dashboard
+
+
+def live(agents: int, rounds: int, root: Path, repeat: int) -> dict[str, Any]:
+    """Alternating unwatched and watched runs (ABAB...), medians of mean step times."""
+    alone: list[float] = []
+    watched: list[float] = []
+    timings: dict[str, list[float]] = {}
+    for index in range(repeat):
+        alone.append(make_run(root, f"alone{index}", agents, rounds))
+        step_s, dashboard = watched_run(root, f"watched{index}", agents, rounds)
+        watched.append(step_s)
+        for name, values in dashboard.timings.items():
+            timings.setdefault(name, []).extend(values)
     per_update = {
         name: round(statistics.mean(v) * 1000, 1)
-        for name, v in dashboard.timings.items()
+        for name, v in timings.items()
         if name != "status_interval"
     }
-    intervals = dashboard.timings.get("status_interval", [0.0])[1:] or [0.0]
+    intervals = timings.get("status_interval", [0.0])[1:] or [0.0]
     return {
-        "step_alone_s": round(alone, 2),
-        "step_watched_s": round(watched, 2),
-        "slowdown": round(watched / alone, 3),
+        "step_alone_s": [round(x, 2) for x in alone],
+        "step_watched_s": [round(x, 2) for x in watched],
+        "slowdown_median": round(statistics.median(watched) / statistics.median(alone), 3),
         "dashboard_request_mean_ms": per_update,
+        "dashboard_request_max_ms": {
+            name: round(max(v) * 1000, 1)
+            for name, v in timings.items()
+            if name != "status_interval"
+        },
         "status_interval_max_s": round(max(intervals), 2),
     }
 
@@ -167,6 +187,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--repeat", type=int, default=2, help="unwatched/watched run pairs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -175,9 +196,8 @@ def main() -> None:
             browse = agent_browser(server, "browse", args.requests)
         print(json.dumps({"agents": args.agents, "agent_browser": browse}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        print(
-            json.dumps({"agents": args.agents, "live": live(args.agents, args.rounds, Path(tmp))})
-        )
+        measured = live(args.agents, args.rounds, Path(tmp), args.repeat)
+        print(json.dumps({"agents": args.agents, "live": measured}))
 
 
 if __name__ == "__main__":
