@@ -148,3 +148,11 @@ def test_cli_on_all_addresses_prints_and_enforces_a_generated_token(tmp_path: Pa
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_loopback_studio_refuses_foreign_host_names(runs_copy: Path) -> None:
+    """Without a token the studio trusts only loopback Host headers (DNS rebinding)."""
+    with StudioServer(runs_copy) as server:
+        evil = httpx.get(f"{server.url}/api/runs", headers={"Host": "evil.example:8765"})
+        assert evil.status_code == 400
+        assert httpx.get(f"{server.url}/api/runs").status_code == 200

@@ -14,6 +14,7 @@ import plotly
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from megasim.explore.filters import FilterError
 from megasim.studio import api_agents, api_inquiry, api_manage, api_runs
@@ -23,7 +24,8 @@ from megasim.studio.context import Studio
 
 STATIC = Path(__file__).parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-RUN_PAGES = ("agents", "cluster", "ask", "report")  # /runs/{id}/{page}
+RUN_PAGES = ("agents", "cluster", "ask", "report")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")  # /runs/{id}/{page}
 _HEADER = re.compile(r"^<!-- title: (.*?); scripts: (.*?) -->\n")
 
 
@@ -99,5 +101,7 @@ def create_app(runs: Path, token: str | None = None, live_interval_s: float = 1.
         return FileResponse(PLOTLY_JS, media_type="text/javascript")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if token is None:  # loopback only: refuse other Host names (DNS rebinding)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS))
     app.add_middleware(TokenGuard, token=token)  # outermost: pages, assets, API, live
     return app
