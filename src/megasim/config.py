@@ -27,6 +27,7 @@ from megasim.model.config import (
     SurrogateModelConfig,
 )
 from megasim.population.spec import PopulationSpec
+from megasim.scenarios.guess_prompt_spec import AnswerMode, Memory, PromptSpec, check_prompts
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
 
@@ -47,6 +48,22 @@ class GameConfig(BaseModel):
         default_factory=dict, description="per prompt variant; unset variants use defaults"
     )
     repair: bool = Field(True, description="one repair call when an answer is unusable")
+    prompts: dict[str, PromptSpec] = Field(
+        default_factory=dict, description="prompts beyond the presets P1-P5, from parts"
+    )
+    parts: dict[str, str] = Field(default_factory=dict, description="reworded or new parts")
+    memory: Memory = Field("last_winner", description="none | last_winner | full history")
+    answer_mode: AnswerMode = Field(
+        "structured", description="structured: one JSON call; extract: free text + extraction"
+    )
+    disclose: str | None = Field(
+        None, description="population column whose counts per group the makeup part states"
+    )
+
+    @model_validator(mode="after")
+    def _prompts_compose(self) -> GameConfig:
+        check_prompts(self.prompts, self.parts)  # ValueError naming prompts.X / parts.X
+        return self
 
     @field_validator("high")
     @classmethod

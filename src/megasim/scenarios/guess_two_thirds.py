@@ -6,7 +6,9 @@ process or a cluster is a runtime setting, not a change here.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -14,38 +16,59 @@ import pyarrow as pa
 from megasim.agent import Agent, Decision, PersonaTable
 from megasim.env.group_stats import group_sizes
 from megasim.env.guess_game import GuessGame, GuessObservation
-from megasim.model.base import ChatMessage, ChatRequest, ChatResponse, ModelClient
-from megasim.model.parsing import parse_guess
+from megasim.model.base import ChatRequest, ModelClient
+from megasim.scenarios.guess_answers import (
+    REPAIR_SEPARATOR,
+    answer_extract,
+    answer_structured,
+    repair_instruction,
+)
 from megasim.scenarios.guess_prompts import (
-    DEFAULT_MAX_TOKENS,
-    GUESS_ONLY_SCHEMA,
     VARIANTS,
     Prompt,
-    build_prompt,
+    PromptStyle,
+    compose,
     describe_background,
 )
 from megasim.seeding import CallSeeds
 
 if TYPE_CHECKING:
-    from megasim.config import SimulationConfig
+    from megasim.config import GameConfig, SimulationConfig
     from megasim.simulation import Simulation
+
+__all__ = ["REPAIR_SEPARATOR", "GuessAgent", "GuessTwoThirds", "PromptBook", "repair_instruction"]
+
+
+def style_of(game: GameConfig) -> PromptStyle:
+    return PromptStyle(game.prompts, game.parts, game.memory, game.answer_mode)
 
 
 class PromptBook:
     """Shared by a shard's agents: caches prompts so a million agents build a handful."""
 
-    def __init__(self, seed: int, max_tokens: Mapping[str, int], repair: bool = True) -> None:
+    def __init__(
+        self,
+        seed: int,
+        max_tokens: Mapping[str, int],
+        repair: bool = True,
+        style: PromptStyle | None = None,
+    ) -> None:
         self.seed = seed
-        self.repair = repair  # one repair call for an unusable answer
-        self.max_tokens = {**DEFAULT_MAX_TOKENS, **max_tokens}
+        self.repair = repair  # one repair call for an unusable answer (structured mode)
+        self.style = style or PromptStyle()
+        self.configured_tokens = dict(max_tokens)
+        self.max_tokens = {v: self.style.max_tokens(v, max_tokens) for v in self.style.known()}
         # keyed by observation identity: observations are per-group objects built once a step
         self._cache: dict[tuple[str, int], tuple[GuessObservation, Prompt, dict[str, Any]]] = {}
         self.request_seed = CallSeeds(seed)  # (agent_id, round) -> the call's seed
 
-    def prompt(self, agent: GuessAgent, obs: GuessObservation) -> tuple[Prompt, dict[str, Any]]:
+    def prompt(
+        self, agent: GuessAgent, obs: GuessObservation, history: list[list[Any]] | None = None
+    ) -> tuple[Prompt, dict[str, Any]]:
         """The agent's prompt and the request context shared by all who get that prompt."""
         key = (agent.variant, id(obs))
         entry = self._cache.get(key)
+        makeup = obs.makeup if isinstance(obs, DisclosedObservation) else None
         if entry is None or entry[0] is not obs:
             meta = {
                 "step": obs.round,
@@ -56,26 +79,65 @@ class PromptBook:
                 "low": obs.low,
                 "high": obs.high,
             }
-            prompt = build_prompt(agent.variant, obs, self.max_tokens[agent.variant])
+            tokens = self.max_tokens[agent.variant]
+            prompt = compose(agent.variant, obs, tokens, self.style, None, None, makeup)
             entry = self._cache[key] = (obs, prompt, meta)
-        if agent.variant == "P5":  # personal: the background is part of the prompt
-            background = describe_background(agent.persona)
-            return build_prompt("P5", obs, self.max_tokens["P5"], background), entry[2]
+        if self.style.personal(agent.variant):  # background or own history in the text
+            background = None
+            if self.style.uses(agent.variant, "background"):
+                background = describe_background(agent.persona)
+            tokens = self.max_tokens[agent.variant]
+            personal = compose(agent.variant, obs, tokens, self.style, background, history, makeup)
+            return personal, entry[2]
         return entry[1], entry[2]
 
 
-REPAIR_SEPARATOR = "\n--- repair ---\n"
+@dataclass(frozen=True, slots=True)
+class DisclosedObservation(GuessObservation):
+    """An observation that also states the make-up of the player's group (``game.disclose``)."""
+
+    makeup: str = ""
 
 
-def repair_instruction(reason: str | None, obs: GuessObservation) -> str:
-    return (
-        f"That answer could not be used ({reason}). Reply with JSON only: "
-        f'{{"guess": <a number between {obs.low:g} and {obs.high:g}>}}'
-    )
+class DisclosingGuessGame(GuessGame):
+    """The game whose players are told their group's make-up by one population column.
+
+    Counted by the driver over the whole population (a shard holds only a slice) and
+    carried to shards in the environment state."""
+
+    def __init__(self, makeup: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state["makeup"] = makeup
+
+    def prepare(self) -> None:
+        super().prepare()
+        texts = self.state["makeup"]
+        self._observations = [
+            DisclosedObservation(**asdict(o), makeup=texts[o.group]) for o in self._observations
+        ]
+
+
+def makeup_texts(population: pa.Table, column: str, groups: int) -> list[str]:
+    """Per group: "40 with education level Bachelor, 30 with ..." (most common first)."""
+    if column not in population.column_names:
+        raise ValueError(f"game.disclose: the population has no column {column!r}")
+    counts: list[Counter[str]] = [Counter() for _ in range(groups)]
+    for group, value in zip(
+        population.column("group").to_pylist(), population.column(column).to_pylist(), strict=True
+    ):
+        counts[group][str(value)] += 1
+    label = column.replace("_", " ")
+    return [
+        ", ".join(
+            f"{n} with {label} {value}"
+            for value, n in sorted(c.items(), key=lambda item: (-item[1], item[0]))
+        )
+        for c in counts
+    ]
 
 
 class GuessAgent(Agent):
-    """One player: one model call per round, answer parsed and range-checked."""
+    """One player: one decision per round (one or more model calls, see guess_answers)."""
 
     __slots__ = ("book",)
 
@@ -92,8 +154,19 @@ class GuessAgent(Agent):
         Agent.__init__(self, agent_id, row, personas, model, group, variant)
         self.book = book
 
+    def _history(self, obs: GuessObservation) -> list[list[Any]] | None:
+        """Memory ``full``: [own answer, winning number] per earlier round, kept in the
+        agent's checkpointed state; the last round's winner is learnt from ``obs``."""
+        if self.book.style.memory != "full":
+            return None
+        history: list[list[Any]] = self.memory.setdefault("history", [])
+        if history and history[-1][1] is None and obs.previous_winner is not None:
+            history[-1][1] = obs.previous_winner
+        return [list(entry) for entry in history]
+
     async def act(self, observation: GuessObservation) -> Decision:
-        prompt, context = self.book.prompt(self, observation)
+        history = self._history(observation)
+        prompt, context = self.book.prompt(self, observation, history)
         request = ChatRequest(
             prompt.messages,
             prompt.max_tokens,
@@ -104,72 +177,15 @@ class GuessAgent(Agent):
             self.persona,
             context,
         )
-        response = await self.model.complete(request)
-        if response.error is not None:
-            return Decision(
-                value=None,
-                valid=False,
-                raw_text=None,
-                prompt_id=prompt.prompt_id,
-                latency_ms=response.latency_s * 1000,
-                error=f"model: {response.error}",
-                prompt=prompt.messages,
+        if self.book.style.answer_mode == "extract":
+            decision = await answer_extract(self.model, request, prompt, observation)
+        else:
+            decision = await answer_structured(
+                self.model, request, prompt, observation, self.book.repair
             )
-        parsed = parse_guess(response.text, observation.low, observation.high)
-        if not parsed.valid and self.book.repair:
-            return await self._repair(request, response, parsed.reason, prompt, observation)
-        return Decision(
-            parsed.value,
-            parsed.valid,
-            response.text,
-            prompt.prompt_id,
-            response.tokens_in,
-            response.tokens_out,
-            response.latency_s * 1000,
-            None if parsed.valid else f"parse: {parsed.reason}",
-            prompt=prompt.messages,
-        )
-
-    async def _repair(
-        self,
-        request: ChatRequest,
-        first: ChatResponse,
-        reason: str | None,
-        prompt: Prompt,
-        obs: GuessObservation,
-    ) -> Decision:
-        """One repair call for an unusable answer; both texts are kept in ``raw_text``."""
-        messages = (
-            *request.messages,
-            ChatMessage("assistant", first.text),
-            ChatMessage("user", repair_instruction(reason, obs)),
-        )
-        retry = ChatRequest(
-            messages,
-            24,
-            None,
-            (request.seed or 0) + 1,
-            GUESS_ONLY_SCHEMA,
-            self.id,
-            request.persona,
-            request.meta,
-        )
-        second = await self.model.complete(retry)
-        parsed = parse_guess(second.text, obs.low, obs.high)
-        error = None if parsed.valid else f"parse: {parsed.reason} (after repair: {reason})"
-        if second.error is not None:
-            error = f"parse: {reason}; repair call failed: {second.error}"
-        return Decision(
-            parsed.value if second.error is None else None,
-            parsed.valid and second.error is None,
-            f"{first.text}{REPAIR_SEPARATOR}{second.text}",
-            f"{prompt.prompt_id}+repair",
-            first.tokens_in + second.tokens_in,
-            first.tokens_out + second.tokens_out,
-            (first.latency_s + second.latency_s) * 1000,
-            error,
-            prompt=prompt.messages,
-        )
+        if history is not None:
+            self.memory["history"].append([decision.value if decision.valid else None, None])
+        return decision
 
 
 class GuessTwoThirds:
@@ -179,14 +195,24 @@ class GuessTwoThirds:
     variants = VARIANTS
 
     def build_env(self, config: SimulationConfig, population: pa.Table) -> GuessGame:
-        return GuessGame(
-            group_sizes=group_sizes(population),
-            rounds=config.rounds,
-            ratio=config.game.ratio,
-            offset=config.game.offset,
-            low=config.game.low,
-            high=config.game.high,
-        )
+        game = config.game
+        settings: dict[str, Any] = {
+            "group_sizes": group_sizes(population),
+            "rounds": config.rounds,
+            "ratio": game.ratio,
+            "offset": game.offset,
+            "low": game.low,
+            "high": game.high,
+        }
+        if game.disclose is None:
+            return GuessGame(**settings)
+        try:
+            texts = makeup_texts(population, game.disclose, len(settings["group_sizes"]))
+        except ValueError as exc:
+            from megasim.config import ConfigError
+
+            raise ConfigError(str(exc)) from None
+        return DisclosingGuessGame(texts, **settings)
 
     def build_agents(
         self,
@@ -195,11 +221,20 @@ class GuessTwoThirds:
         models: Mapping[str, ModelClient],
     ) -> list[Agent]:
         personas = PersonaTable(population)
-        book = PromptBook(config.seed, config.game.max_tokens, config.game.repair)
+        style = style_of(config.game)
+        variants = population.column("prompt_variant").to_pylist()
+        unknown = sorted({str(v) for v in variants} - set(style.known()))
+        if unknown:
+            from megasim.config import ConfigError
+
+            raise ConfigError(
+                f"population: unknown prompt variants {unknown}; known: presets "
+                f"{list(VARIANTS)} and game.prompts {sorted(config.game.prompts)}"
+            )
+        book = PromptBook(config.seed, config.game.max_tokens, config.game.repair, style)
         ids = population.column("agent_id").to_pylist()
         groups = population.column("group").to_pylist()
         model_names = population.column("model").to_pylist()
-        variants = population.column("prompt_variant").to_pylist()
         return [
             GuessAgent(agent_id, row, personas, models[model_name], group, variant, book)
             for row, (agent_id, group, model_name, variant) in enumerate(
@@ -208,11 +243,13 @@ class GuessTwoThirds:
         ]
 
     def check_population(self, population: pa.Table) -> list[str]:
-        """Problems with the population for this game (unknown prompt variants)."""
-        found = set(population.column("prompt_variant").unique().to_pylist())
-        unknown = sorted(str(v) for v in found - set(VARIANTS))
-        if unknown:
-            return [f"unknown prompt variants {unknown}; known: {list(VARIANTS)}"]
+        """Problems with the population for this game: prompt variants that are neither a
+        preset nor a plain name (names from ``game.prompts`` are checked by build_agents,
+        which sees the config)."""
+        found = {str(v) for v in population.column("prompt_variant").unique().to_pylist()}
+        odd = sorted(v for v in found - set(VARIANTS) if not v.replace("_", "").isalnum())
+        if odd:
+            return [f"unknown prompt variants {odd}; known: {list(VARIANTS)} and game.prompts"]
         return []
 
     async def run(self, sim: Simulation) -> None:
