@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -142,13 +143,17 @@ class RunDirectory:
         return target
 
     def write_prompts(self, step: int, shard: int, prompts: Mapping[str, Any]) -> Path:
-        """The distinct prompts of one shard's step (prompt id -> chat messages, as JSON),
-        so that every decision's prompt can be shown as sent."""
-        messages = [
-            json.dumps([{"role": m.role, "content": m.content} for m in chat])
-            for chat in prompts.values()
-        ]
-        table = pa.table({"prompt_id": list(prompts), "messages": messages})
+        """The distinct prompts of one shard's step (prompt id -> chat messages: a list of
+        {role, content}), so that every decision's prompt can be shown as sent. Built
+        column-wise: a million personal prompts must not cost a million JSON documents."""
+        chats = list(prompts.values())
+        offsets = np.zeros(len(chats) + 1, dtype=np.int32)
+        np.cumsum([len(chat) for chat in chats], out=offsets[1:])
+        roles = pa.array([m.role for chat in chats for m in chat], pa.string())
+        contents = pa.array([m.content for chat in chats for m in chat], pa.large_string())
+        turns = pa.StructArray.from_arrays([roles, contents], names=["role", "content"])
+        messages = pa.ListArray.from_arrays(pa.array(offsets), turns)
+        table = pa.table({"prompt_id": pa.array(list(prompts), pa.string()), "messages": messages})
         target = self.path / "prompts" / f"step={step}" / f"shard={shard}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")

@@ -6,7 +6,6 @@ Never more than ``PAGE_LIMIT`` agents go to the page; exports stream from a file
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -133,7 +132,7 @@ def _prompts(path: Path, prompt_ids: set[str]) -> dict[str, Any]:
         )
         .fetchall()
     )
-    return {str(pid): json.loads(messages) for pid, messages in rows}
+    return {str(pid): list(messages) for pid, messages in rows}
 
 
 def _messages(path: Path, agent_id: int) -> list[dict[str, Any]]:
