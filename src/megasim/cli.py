@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from megasim import cli_studio
+from megasim import cli_studio, cli_study
 from megasim.cli_check import check as check_command
 from megasim.cli_population import population_app
 from megasim.config import ConfigError, SimulationConfig, inapplicable_settings, load_config
@@ -223,6 +223,9 @@ def resume(
     on the same or another runtime (the run directory must be reachable from its nodes)."""
     from megasim.run import completed_steps, load_run_config, resume_simulation
 
+    if (run_dir / "study.json").is_file():  # a study folder: continue its cells
+        return cli_study.resume_study(run_dir, quiet)
+
     overrides = {"runtime": runtime, "shards": shards, "address": address}
     source = run_dir / "config.yaml"
     try:
@@ -242,6 +245,9 @@ def report(
     """Per-round statistics with per-model and per-group breakdowns, and PNG plots."""
     from megasim.report import ReportError, render_report
 
+    if (run_dir / "study.json").is_file():  # a study folder: the study's report
+        return cli_study.report_study(run_dir, out)
+
     try:
         render_report(run_dir, console, out)
     except ReportError as exc:
@@ -251,6 +257,7 @@ def report(
 app.command()(cli_studio.studio)
 app.command()(cli_studio.interview)
 app.command()(cli_studio.survey)
+app.command()(cli_study.study)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,169 @@
+"""The study report: ``report.md``, ``cells.parquet`` and PNG figures in ``STUDY/report``.
+
+Every number comes from ``tables.cells_table`` (DuckDB over the cells' decisions); the
+published numbers come from ``reference.yaml`` and are shown beside ours, each labelled
+with the model that produced it, ours with its backend (stand-ins flagged).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from megasim.config import ConfigError
+from megasim.study.plots import convergence_plot
+from megasim.study.reference import Reference, load_reference
+from megasim.study.runner import STUDY_FILE, cell_state
+from megasim.study.spec import Study, StudyError, load_study
+from megasim.study.tables import cells_table
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_f(v) for v in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def open_study(folder: Path) -> Study:
+    """The study a folder was made by (its study.json names the study file)."""
+    stored = folder / STUDY_FILE
+    if not stored.is_file():
+        raise StudyError(f"{folder}: not a study folder (no {STUDY_FILE})")
+    source = Path(json.loads(stored.read_text(encoding="utf-8"))["source"])
+    if not source.is_file():
+        raise StudyError(f"{folder}: its study file {source} is gone")
+    try:
+        study = load_study(source, write=False)
+    except ConfigError as exc:
+        raise StudyError(str(exc)) from exc
+    if study.folder != folder.resolve():
+        raise StudyError(f"{folder}: its study file {source} now points at {study.folder}")
+    return study
+
+
+def _reference_section(rows: list[dict[str, Any]], ref: Reference) -> list[str]:
+    lines = ["## Beside the published numbers", ""]
+    by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_cell[r["cell"]].append(r)
+    found = False
+    for cell, own in by_cell.items():
+        first = own[0]
+        entries = [
+            e for e in ref.entries if e.matches(first["prompt"], first["ratio"], first["offset"])
+        ]
+        if not any(not e.baseline for e in entries):
+            continue
+        found = True
+        ours = f"ours: {first['model']} ({first['backend']}" + (
+            ", NOT an LLM)" if first["stand_in"] else ")"
+        )
+        header = ["round", ours] + [f"published: {e.model}" for e in entries]
+        means = {r["round"]: r["mean"] for r in own}
+        rounds = max(len(own), *(len(e.means) for e in entries))
+        table = [
+            [k, means.get(k)] + [e.means[k - 1] if k <= len(e.means) else None for e in entries]
+            for k in range(1, rounds + 1)
+        ]
+        lines += [
+            f"Cell `{cell}` (prompt {first['prompt']}, {first['agents']} agents, memory "
+            f"{first['memory']}, answers {first['answer_mode']}):",
+            "",
+        ]
+        lines += _table(header, table)
+    if not found:
+        lines += ["No cell of this study has a published counterpart in reference.yaml.", ""]
+    lines += ["Sources:", ""]
+    lines += [f"- {e.id} ({e.model}; {e.setting}): {e.source}" for e in ref.entries]
+    lines += ["", "Where megasim differs from the released code:", ""]
+    lines += [f"- {d}" for d in ref.differences] + [""]
+    return lines
+
+
+def _cost_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Per model and answer mode: calls and tokens per decision, invalid rate, latency."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["model"], r["backend"], r["answer_mode"])].append(r)
+    table = []
+    for (model, backend, mode), rs in sorted(groups.items()):
+        n = sum(r["n"] for r in rs)
+        table.append([
+            f"{model} ({backend})", mode, n, sum(r["calls"] for r in rs) / n,
+            sum(r["tokens_in"] for r in rs) / n, sum(r["tokens_out"] for r in rs) / n,
+            sum(r["invalid"] for r in rs) / n,
+            max(r["latency_p50_ms"] or 0.0 for r in rs),
+            max(r["latency_p95_ms"] or 0.0 for r in rs),
+        ])  # fmt: skip
+    header = ["model", "answers", "decisions", "calls/decision", "tokens in/decision",
+              "tokens out/decision", "invalid rate", "p50 ms (max over rounds)",
+              "p95 ms (max over rounds)"]  # fmt: skip
+    return ["## Cost by model and answer mode", "", *_table(header, table)]
+
+
+def _memory_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Input tokens per decision by round and memory setting (full memory grows)."""
+    acc: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        acc[(r["memory"], r["round"])][0] += r["tokens_in"]
+        acc[(r["memory"], r["round"])][1] += r["n"]
+    table = [[m, k, t / n] for (m, k), (t, n) in sorted(acc.items())]
+    return [
+        "## Input tokens per decision by memory and round",
+        "",
+        *_table(["memory", "round", "tokens in/decision"], table),
+    ]
+
+
+def write_report(folder: Path, out: Path | None = None) -> list[Path]:
+    study = open_study(folder)
+    out = out or folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    done = [(c, study.cells_dir / c.id) for c in study.cells]
+    states = {c.id: cell_state(p) for c, p in done}
+    table = cells_table([(c, p) for c, p in done if states[c.id] != "new"])
+    pq.write_table(table, out / "cells.parquet")
+    rows = table.to_pylist()
+    ref = load_reference()
+    written = [out / "cells.parquet"]
+    for by in ("prompt", "model"):
+        for value in sorted({str(r[by]) for r in rows}):
+            written.append(convergence_plot(rows, by, value, ref, out))
+    lines = [f"# Study {study.spec.name}", ""]
+    stand_ins = sorted({f"{r['model']} ({r['backend']})" for r in rows if r["stand_in"]})
+    if stand_ins:
+        lines += [f"**NOT LLM BEHAVIOUR: {', '.join(stand_ins)} are non-LLM stand-ins.**", ""]
+    unfinished = [k for k, s in states.items() if s != "done"]
+    lines += [
+        f"Study file: `{study.source}`. Cells: {len(study.cells)}, finished: "
+        f"{len(study.cells) - len(unfinished)}"
+        + (f" (not finished: {', '.join(unfinished)})" if unfinished else "")
+        + ".",
+        "",
+    ]
+    header = ["cell", "model", "prompt", "rule", "T", "agents", "memory", "answers", "round", "N",
+              "valid", "mean", "median", "std", "min", "max", "winner"]  # fmt: skip
+    body = [
+        [r["cell"], f"{r['model']} ({r['backend']})", r["prompt"],
+         f"{r['ratio']:g}x mean" + (f" + {r['offset']:g}" if r["offset"] else ""),
+         r["temperature"], r["agents"], r["memory"], r["answer_mode"], r["round"], r["n"],
+         r["valid"], r["mean"], r["median"], r["std"], r["min"], r["max"], r["winner"]]
+        for r in rows
+    ]  # fmt: skip
+    lines += ["## Every cell and round (valid answers only)", "", *_table(header, body)]
+    lines += _reference_section(rows, ref) + _cost_section(rows) + _memory_section(rows)
+    lines += ["## Figures", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return [report, *written]
