@@ -38,7 +38,8 @@ def _dry_run(study: Study) -> None:
     rows = estimate(study)
     table = Table(title=f"study {study.spec.name}: {len(rows)} cells", box=box.SIMPLE_HEAD)
     for column in ("cell", "state", "decisions", "calls", "tokens in", "tokens out", "time"):
-        table.add_column(column, justify="left" if column in ("cell", "state") else "right")
+        left = column in ("cell", "state")
+        table.add_column(column, justify="left" if left else "right", overflow="fold")
     todo = [r for r in rows if r.state != "done"]
     for r in rows:
         time = "?" if r.seconds is None else f"{r.seconds:.0f} s"
@@ -58,9 +59,7 @@ def _dry_run(study: Study) -> None:
     console.print(
         f"left to run: {len(todo)} cells, {sum(r.calls for r in todo)} calls, "
         f"{sum(r.tokens_in + r.tokens_out for r in todo)} tokens, time "
-        + (
-            f"{known:.0f} s" if not unknown else f"{known:.0f} s + {unknown} cells not yet measured"
-        ),
+        + (f"{known:.0f} s" if not unknown else f"{known:.0f} s measured, {unknown} cells unknown"),
         highlight=False,
     )
     console.print("basis: " + "; ".join(sorted({r.basis for r in rows})), highlight=False)
