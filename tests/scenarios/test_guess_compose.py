@@ -179,3 +179,26 @@ def test_prompt_spec_reasoning_default() -> None:
     assert PromptSpec(user=["step_by_step", "answer"]).wants_reasoning()
     assert not PromptSpec().wants_reasoning()
     assert not PromptSpec(user=["step_by_step"], reasoning=False).wants_reasoning()
+
+
+async def test_a_prompt_the_config_lacks_is_a_config_error(
+    write_config: Callable[..., Path],
+) -> None:
+    population = {
+        "size": 4,
+        "attributes": {"prompt_variant": {"dist": "categorical", "weights": {"Q9": 1.0}}},
+    }
+    path = write_config(population=population, game={"prompts": {"Q1": {}}})
+    with pytest.raises(ConfigError, match=r"unknown prompt variants \['Q9'\]"):
+        await run_simulation(load_config(path), run_id="q9")
+
+
+def test_the_cli_exits_2_for_a_prompt_the_config_lacks(write_config: Callable[..., Path]) -> None:
+    population = {
+        "size": 4,
+        "attributes": {"prompt_variant": {"dist": "categorical", "weights": {"Q9": 1.0}}},
+    }
+    path = write_config(population=population, game={"prompts": {"Q1": {}}})
+    result = CliRunner().invoke(app, ["run", str(path), "--quiet"])
+    assert result.exit_code == 2
+    assert "game.prompts ['Q1']" in result.output
