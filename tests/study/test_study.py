@@ -20,6 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from megasim.cli import app
+from megasim.scenarios.guess_answers import EXTRACT_SEPARATOR, REPAIR_SEPARATOR
 from megasim.store.run_dir import RunDirectory
 from megasim.study.estimate import estimate
 from megasim.study.spec import load_study
@@ -77,6 +78,10 @@ def test_grid_report_matches_an_independent_computation(tmp_path: Path) -> None:
         ratio, offset = (0.6667, 0) if "r0.6667" in row["cell"] else (0.5, 5)
         assert row["winner"] == pytest.approx(ratio * statistics.fmean(values) + offset)
         assert row["tokens_out"] == sum(d["tokens_out"] for d in mine)
+        assert row["latency_total_ms"] == pytest.approx(sum(d["latency_ms"] for d in mine))
+        answers = [d["raw_text"] or "" for d in mine]
+        sep = EXTRACT_SEPARATOR if row["answer_mode"] == "extract" else REPAIR_SEPARATOR
+        assert row["calls"] == sum(1 + text.count(sep) for text in answers)
         assert row["prompt"] == row["cell"].split("-")[1]
         metrics = RunDirectory(folder / "cells" / row["cell"]).read_metrics()
         outcome = metrics[row["round"] - 1]["outcome"]

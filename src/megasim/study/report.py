@@ -102,11 +102,12 @@ def _cost_section(rows: list[dict[str, Any]]) -> list[str]:
             f"{model} ({backend})", mode, n, sum(r["calls"] for r in rs) / n,
             sum(r["tokens_in"] for r in rs) / n, sum(r["tokens_out"] for r in rs) / n,
             sum(r["invalid"] for r in rs) / n,
+            sum(r["latency_total_ms"] for r in rs) / n / 1000,
             max(r["latency_p50_ms"] or 0.0 for r in rs),
             max(r["latency_p95_ms"] or 0.0 for r in rs),
         ])  # fmt: skip
     header = ["model", "answers", "decisions", "calls/decision", "tokens in/decision",
-              "tokens out/decision", "invalid rate", "p50 ms (max over rounds)",
+              "tokens out/decision", "invalid rate", "model s/decision", "p50 ms (max over rounds)",
               "p95 ms (max over rounds)"]  # fmt: skip
     return ["## Cost by model and answer mode", "", *_table(header, table)]
 

@@ -35,6 +35,7 @@ SELECT step AS round,
              // length($ext)) AS calls,
        sum(tokens_in) AS tokens_in,
        sum(tokens_out) AS tokens_out,
+       sum(latency_ms) AS latency_total_ms,
        quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
        quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
        string_agg(DISTINCT prompt_variant, '+' ORDER BY prompt_variant) AS prompt
@@ -91,7 +92,7 @@ COLUMNS = (
     "cell", "model", "backend", "stand_in", "prompt", "ratio", "offset", "temperature",
     "population", "agents", "groups", "rounds", "seed", "memory", "answer_mode", "round",
     "n", "valid", "invalid", "mean", "median", "std", "min", "max", "winner", "calls",
-    "tokens_in", "tokens_out", "latency_p50_ms", "latency_p95_ms",
+    "tokens_in", "tokens_out", "latency_total_ms", "latency_p50_ms", "latency_p95_ms",
 )  # fmt: skip
 
 
