@@ -202,3 +202,29 @@ def test_the_cli_exits_2_for_a_prompt_the_config_lacks(write_config: Callable[..
     result = CliRunner().invoke(app, ["run", str(path), "--quiet"])
     assert result.exit_code == 2
     assert "game.prompts ['Q1']" in result.output
+
+
+async def test_disclosed_makeup_counts_the_whole_group_across_shards(
+    write_config: Callable[..., Path],
+) -> None:
+    """Two shards split each group; every prompt still states its whole group's counts."""
+    population = {
+        "size": 40,
+        "groups": 2,
+        "attributes": {
+            "prompt_variant": {"dist": "categorical", "weights": {"D": 1.0}},
+            "job": {"dist": "categorical", "weights": {"artist": 0.5, "economist": 0.5}},
+        },
+    }
+    game = {"disclose": "job", "prompts": {"D": {"system": ["rule", "makeup"]}}}
+    path = write_config(population=population, game=game, runtime={"shards": 2})
+    result = await run_simulation(load_config(path), run_id="disclose")
+    people = result.run_dir.read_population().to_pylist()
+    texts = set()
+    for file in (result.run_dir.path / "prompts").glob("step=*/*.parquet"):
+        texts |= {str(m) for m in pq.read_table(file).column("messages").to_pylist()}
+    for group in (0, 1):
+        jobs = [p["job"] for p in people if p["group"] == group]
+        counts = sorted(((jobs.count(j), j) for j in set(jobs)), key=lambda c: (-c[0], c[1]))
+        expected = ", ".join(f"{n} with job {j}" for n, j in counts)
+        assert any(f"The players: {expected}." in t for t in texts), expected
