@@ -12,9 +12,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megasim.config import ConfigError
+from megasim.study.breakdowns import attribute_rows, temperature_rows, win_rows
 from megasim.study.plots import convergence_plot
 from megasim.study.reference import Reference, load_reference
 from megasim.study.runner import STUDY_FILE, cell_state
@@ -126,6 +128,34 @@ def _memory_section(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _wins_section(wins: list[dict[str, Any]]) -> list[str]:
+    if not wins:
+        return []
+    body = [[w["cell"], w["round"], w["group"], w["model"], w["wins"], w["number"],
+             w["number_high"], w["target"]] for w in wins]  # fmt: skip
+    header = ["cell", "round", "group", "model", "winners", "winning answer",
+              "(highest, if tied)", "target"]  # fmt: skip
+    return ["## Mixtures: who won each round", "", *_table(header, body)]
+
+
+def _attribute_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    body = [[r["cell"], r["attribute"], r["value"], r["round"], r["n"], r["valid"], r["mean"],
+             r["std"]] for r in rows]  # fmt: skip
+    header = ["cell", "attribute", "value", "round", "N", "valid", "mean", "std"]
+    return ["## Means by population attribute", "", *_table(header, body)]
+
+
+def _temperature_section(rows: list[dict[str, Any]]) -> list[str]:
+    if len({r["temperature"] for r in rows}) < 2:
+        return []
+    body = [[r["model"], r["temperature"], r["round"], r["cells"], r["valid"], r["mean"], r["std"]]
+            for r in temperature_rows(rows)]  # fmt: skip
+    header = ["model", "temperature", "round", "cells", "valid", "mean", "std"]
+    return ["## By temperature (pooled over cells)", "", *_table(header, body)]
+
+
 def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     study = open_study(folder)
     out = out or folder / "report"
@@ -135,8 +165,18 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     table = cells_table([(c, p) for c, p in done if states[c.id] != "new"])
     pq.write_table(table, out / "cells.parquet")
     rows = table.to_pylist()
-    ref = load_reference()
+    started = [(c, p) for c, p in done if states[c.id] != "new"]
+    mixed = {r["cell"] for r in rows if "+" in r["model"]}
+    wins = [w for c, p in started if c.id in mixed for w in win_rows(c, p)]
+    columns = study.spec.breakdowns
+    attributes = [a for c, p in started for a in attribute_rows(c, p, columns)]
+    extra = {"wins": wins, "attributes": attributes, "temperatures": temperature_rows(rows)}
     written = [out / "cells.parquet"]
+    for name, found in extra.items():
+        if found:
+            pq.write_table(pa.Table.from_pylist(found), out / f"{name}.parquet")
+            written.append(out / f"{name}.parquet")
+    ref = load_reference()
     for by in ("prompt", "model"):
         for value in sorted({str(r[by]) for r in rows}):
             written.append(convergence_plot(rows, by, value, ref, out))
@@ -163,6 +203,7 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     ]  # fmt: skip
     lines += ["## Every cell and round (valid answers only)", "", *_table(header, body)]
     lines += _reference_section(rows, ref) + _cost_section(rows) + _memory_section(rows)
+    lines += _wins_section(wins) + _attribute_section(attributes) + _temperature_section(rows)
     lines += ["## Figures", ""]
     lines += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
     report = out / "report.md"

@@ -75,6 +75,9 @@ class StudySpec(BaseModel):
     config: dict[str, Any] | None = Field(None, description="or an inline run config")
     out_dir: str = Field("studies", description="the study folder is OUT_DIR/NAME")
     grid: Grid = Field(default_factory=Grid)
+    breakdowns: list[str] = Field(
+        default_factory=list, description="population columns the report gives means by"
+    )
 
     @field_validator("name")
     @classmethod

@@ -38,7 +38,8 @@ SELECT step AS round,
        sum(latency_ms) AS latency_total_ms,
        quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
        quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-       string_agg(DISTINCT prompt_variant, '+' ORDER BY prompt_variant) AS prompt
+       string_agg(DISTINCT prompt_variant, '+' ORDER BY prompt_variant) AS prompt,
+       string_agg(DISTINCT model, '+' ORDER BY model) AS models
 FROM read_parquet($files, hive_partitioning = false)
 GROUP BY step ORDER BY step
 """
@@ -82,6 +83,11 @@ def cell_rows(cell: Cell, path: Path) -> list[dict[str, Any]]:
     rows = []
     for values in result.fetchall():
         row = dict(zip(names, values, strict=True))
+        used = str(row.pop("models")).split("+")
+        if used != [model]:  # a mixture: the models the agents really used
+            backends = [config.models[m].backend for m in used]
+            row |= {"model": "+".join(used), "backend": "+".join(backends),
+                    "stand_in": any(b in STAND_IN_BACKENDS for b in backends)}  # fmt: skip
         mean = row["mean"]
         winner = None if mean is None else config.game.ratio * mean + config.game.offset
         rows.append({**fixed, **row, "winner": winner, "invalid": row["n"] - row["valid"]})
