@@ -9,7 +9,8 @@
   function kv(obj) {
     const rows = Object.entries(obj || {}).map(([k, v]) => ({ k, v }));
     return table([{ key: "k", label: "attribute" }, { key: "v", label: "value",
-      render: (r) => el("span", {}, typeof r.v === "object" && r.v !== null ? JSON.stringify(r.v) : fmt(r.v)) }], rows,
+      render: (r) => el("span", {}, typeof r.v === "object" && r.v !== null ? JSON.stringify(r.v)
+        : r.k.endsWith("_id") || r.k === "group" ? String(r.v) : fmt(r.v)) }], rows,
     { empty: "None." });
   }
 
