@@ -87,6 +87,14 @@ def test_grid_report_matches_an_independent_computation(tmp_path: Path) -> None:
         outcome = metrics[row["round"] - 1]["outcome"]
         assert math.isclose(outcome["winner"], row["winner"])  # the game agrees
     report = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,iVBOR") == 3  # every figure inlined
+    assert "<script" not in page
+    assert "http" not in page.split("Sources")[0]  # nothing fetched
+    separators = sum(1 for line in report.splitlines() if line.startswith("|---|"))
+    assert page.count("<table>") == separators > 3
+    assert "<strong>NOT LLM BEHAVIOUR" in page
+    assert "<td>19.52</td>" in page
     assert "NOT LLM BEHAVIOUR" in report
     assert "published: Qwen2-72B (vLLM)" in report
     assert "| 1 | 19.52 |" not in report  # ours first, then the published column

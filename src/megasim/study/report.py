@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from megasim.config import ConfigError
 from megasim.study.breakdowns import attribute_rows, temperature_rows, win_rows
+from megasim.study.html import markdown_to_html
 from megasim.study.plots import convergence_plot
 from megasim.study.reference import Reference, load_reference
 from megasim.study.runner import STUDY_FILE, cell_state
@@ -208,4 +209,6 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     lines += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
-    return [report, *written]
+    page = out / "report.html"
+    page.write_text(markdown_to_html("\n".join(lines), out, f"Study {study.spec.name}"), "utf-8")
+    return [report, page, *written]
