@@ -221,3 +221,16 @@ def test_a_changed_grid_is_refused_for_the_same_folder(tmp_path: Path) -> None:
     result = runner.invoke(app, ["study", str(path), "--quiet"])
     assert result.exit_code == 2
     assert "holds another grid" in result.output
+
+
+def test_one_driver_per_study_folder(tmp_path: Path) -> None:
+    from megasim.store.run_lock import RunLock
+
+    path = write_study(tmp_path, {"prompt": ["P1"]})
+    folder = tmp_path / "studies" / "s"
+    folder.mkdir(parents=True)
+    with RunLock(folder):
+        result = runner.invoke(app, ["study", str(path), "--quiet"])
+    assert result.exit_code == 2
+    assert "another driver" in result.output
+    assert not (folder / "cells").exists()

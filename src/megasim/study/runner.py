@@ -100,8 +100,6 @@ async def run_study(
 ) -> list[CellEvent]:
     """Run every cell not yet done, in grid order; returns what happened to each cell.
     A stop command to a cell (the studio) stops the study after that cell's step."""
-    check_folder(study)
-    write_study_file(study)
     events: list[CellEvent] = []
 
     def tell(event: CellEvent) -> None:
@@ -109,7 +107,11 @@ async def run_study(
         if on_cell is not None:
             on_cell(event)
 
-    with RunLock(study.folder):
+    check_folder(study)  # before the folder is made: a refused grid leaves nothing behind
+    study.folder.mkdir(parents=True, exist_ok=True)
+    with RunLock(study.folder):  # a second driver is refused before it writes anything
+        check_folder(study)
+        write_study_file(study)
         for cell in study.cells:
             if cell_state(study.cells_dir / cell.id) == "done":
                 tell(CellEvent(cell, "skipped"))
