@@ -22,7 +22,7 @@ def convergence_plot(
 ) -> Path:
     """Mean by round of every cell whose ``by`` column equals ``value``."""
     chosen = [r for r in rows if str(r[by]) == value]
-    fig = Figure(figsize=(7, 4.2))  # no pyplot: no GUI backend, no global state
+    fig = Figure(figsize=(10, 4.2))  # no pyplot: no GUI backend, no global state
     ax = fig.subplots()
     cells = sorted({r["cell"] for r in chosen})
     shown: set[str] = set()
@@ -54,7 +54,7 @@ def convergence_plot(
     if stand_in:
         title = "NOT LLM BEHAVIOUR (stand-in model)\n" + title
     ax.set_title(title, color="red" if stand_in else "black", fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # never over lines
     models = sorted({f"{r['model']} ({r['backend']})" for r in chosen})
     fig.text(0.01, 0.01, "models: " + ", ".join(models), fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))

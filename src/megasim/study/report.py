@@ -37,6 +37,14 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it (portable reports)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def open_study(folder: Path) -> Study:
     """The study a folder was made by (its study.json names the study file)."""
     stored = folder / STUDY_FILE
@@ -171,7 +179,9 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     wins = [w for c, p in started if c.id in mixed for w in win_rows(c, p)]
     columns = study.spec.breakdowns
     attributes = [a for c, p in started for a in attribute_rows(c, p, columns)]
-    extra = {"wins": wins, "attributes": attributes, "temperatures": temperature_rows(rows)}
+    swept = len({r["temperature"] for r in rows}) > 1
+    temperatures = temperature_rows(rows) if swept else []
+    extra = {"wins": wins, "attributes": attributes, "temperatures": temperatures}
     written = [out / "cells.parquet"]
     for name, found in extra.items():
         if found:
@@ -187,7 +197,7 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
         lines += [f"**NOT LLM BEHAVIOUR: {', '.join(stand_ins)} are non-LLM stand-ins.**", ""]
     unfinished = [k for k, s in states.items() if s != "done"]
     lines += [
-        f"Study file: `{study.source}`. Cells: {len(study.cells)}, finished: "
+        f"Study file: `{_shown(study.source)}`. Cells: {len(study.cells)}, finished: "
         f"{len(study.cells) - len(unfinished)}"
         + (f" (not finished: {', '.join(unfinished)})" if unfinished else "")
         + ".",
