@@ -29,3 +29,18 @@ def test_smollm2_study_dry_runs() -> None:
     assert "8 cells" in result.output
     study = load_study(EXAMPLES / "smollm2.yaml", write=False)
     assert {c.config.models["smollm2"].backend for c in study.cells} == {"local"}
+
+
+def test_scalability_study_covers_sizes_runtimes_and_shards() -> None:
+    study = load_study(EXAMPLES / "scalability.yaml", write=False)
+    assert study.spec.asyncio_reference
+    found = {
+        (c.config.population.size if c.config.population else 0, c.config.runtime.kind,
+         c.config.runtime.shards)
+        for c in study.cells
+    }  # fmt: skip
+    assert found == {
+        (n, kind, k) for n in (10_000, 100_000, 1_000_000) for kind in ("local", "ray")
+        for k in (1, 4)
+    }  # fmt: skip
+    assert all(r.calls == 0 for r in estimate(study))  # a stand-in makes no model calls

@@ -21,6 +21,7 @@ from megasim.study.html import markdown_to_html
 from megasim.study.plots import convergence_plot
 from megasim.study.reference import Reference, load_reference
 from megasim.study.runner import STUDY_FILE, cell_state
+from megasim.study.scalability import scalability_rows
 from megasim.study.spec import Study, StudyError, load_study
 from megasim.study.tables import cells_table
 
@@ -165,6 +166,19 @@ def _temperature_section(rows: list[dict[str, Any]]) -> list[str]:
     return ["## By temperature (pooled over cells)", "", *_table(header, body)]
 
 
+def _scalability_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not any(r["ratio"] is not None for r in rows):
+        return []
+    body = [[r["cell"], r["agents"], r["runtime"], r["shards"], r["rounds"], r["s_per_round"],
+             r["asyncio_s_per_round"], r["ratio"]] for r in rows]  # fmt: skip
+    header = ["cell", "agents", "runtime", "shards", "rounds", "s/round",
+              "plain asyncio s/round", "ratio"]  # fmt: skip
+    note = ("Surrogate agents (a stand-in that waits its latency, no LLM) against plain "
+            "asyncio doing the same waiting on the same machine; the ratio is what carries "
+            "to another machine, the seconds are this one's.")  # fmt: skip
+    return ["## Scalability", "", note, "", *_table(header, body)]
+
+
 def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     study = open_study(folder)
     out = out or folder / "report"
@@ -181,7 +195,13 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     attributes = [a for c, p in started for a in attribute_rows(c, p, columns)]
     swept = len({r["temperature"] for r in rows}) > 1
     temperatures = temperature_rows(rows) if swept else []
-    extra = {"wins": wins, "attributes": attributes, "temperatures": temperatures}
+    scaling = scalability_rows(study) if study.spec.asyncio_reference else []
+    extra = {
+        "wins": wins,
+        "attributes": attributes,
+        "temperatures": temperatures,
+        "scalability": scaling,
+    }
     written = [out / "cells.parquet"]
     for name, found in extra.items():
         if found:
@@ -215,6 +235,7 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     lines += ["## Every cell and round (valid answers only)", "", *_table(header, body)]
     lines += _reference_section(rows, ref) + _cost_section(rows) + _memory_section(rows)
     lines += _wins_section(wins) + _attribute_section(attributes) + _temperature_section(rows)
+    lines += _scalability_section(scaling)
     lines += ["## Figures", ""]
     lines += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"] + [""]
     report = out / "report.md"

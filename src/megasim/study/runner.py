@@ -122,4 +122,8 @@ async def run_study(
                 tell(CellEvent(cell, "stopped", result))
                 break
             tell(CellEvent(cell, "finished" if how == "started" else "resumed", result))
+        else:  # every cell done: the plain-asyncio references, if the study asks for them
+            from megasim.study.scalability import measure_references
+
+            await measure_references(study)
     return events

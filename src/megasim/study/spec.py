@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,6 +62,8 @@ class Grid(BaseModel):
     seed: list[int] | None = Field(None, min_length=1)
     memory: list[Memory] | None = Field(None, min_length=1)
     answer_mode: list[AnswerMode] | None = Field(None, min_length=1)
+    runtime: list[Literal["local", "ray"]] | None = Field(None, min_length=1)
+    shards: list[int] | None = Field(None, min_length=1)
 
 
 DIMENSIONS: tuple[str, ...] = tuple(Grid.model_fields)
@@ -75,6 +77,11 @@ class StudySpec(BaseModel):
     config: dict[str, Any] | None = Field(None, description="or an inline run config")
     out_dir: str = Field("studies", description="the study folder is OUT_DIR/NAME")
     grid: Grid = Field(default_factory=Grid)
+    asyncio_reference: bool = Field(
+        False,
+        description="measure plain asyncio (N coroutines awaiting the surrogate's latency) "
+        "for each cell's agent count, so the report gives ratios, not only seconds",
+    )
     breakdowns: list[str] = Field(
         default_factory=list, description="population columns the report gives means by"
     )
@@ -119,10 +126,11 @@ def _label(dimension: str, value: Any) -> str:
         text = f"r{value['ratio']:g}" + (f"o{value['offset']:g}" if value["offset"] else "")
     elif dimension == "population":
         text = Path(str(value)).stem
-    elif dimension in ("model", "prompt", "memory", "answer_mode"):
+    elif dimension in ("model", "prompt", "memory", "answer_mode", "runtime"):
         text = str(value)
     else:
-        short = {"temperature": "t", "agents": "n", "rounds": "R", "groups": "g", "seed": "s"}
+        short = {"temperature": "t", "agents": "n", "rounds": "R", "groups": "g", "seed": "s",
+                 "shards": "k"}  # fmt: skip
         text = (
             f"{short[dimension]}{value:g}"
             if isinstance(value, float)
@@ -181,6 +189,9 @@ def _apply(
     for key in ("memory", "answer_mode"):
         if key in settings:
             game[key] = settings[key]
+    for key, field in (("runtime", "kind"), ("shards", "shards")):
+        if key in settings:
+            data["runtime"] = {**(data.get("runtime") or {}), field: settings[key]}
     for key in ("rounds", "seed"):
         if key in settings:
             data[key] = settings[key]
