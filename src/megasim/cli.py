@@ -250,8 +250,12 @@ def report(
 
     try:
         render_report(run_dir, console, out)
-    except ReportError as exc:
-        raise fail(str(exc)) from None
+    except ReportError as exc:  # named after the run unless the message names a file in it
+        message = str(exc)
+        raise fail(message if str(run_dir) in message else f"{run_dir}: {message}") from None
+    except OSError as exc:  # where the plots go: a file, not writable, a full disk
+        where = out if out is not None else run_dir / "report"
+        raise fail(f"--out: cannot write the report to {where}: {exc}") from None
 
 
 app.command()(cli_studio.studio)

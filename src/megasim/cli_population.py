@@ -38,7 +38,9 @@ def sample(
     model: Annotated[str, typer.Option(help="model for agents the spec gives none")] = "smollm2",
     variant: Annotated[str, typer.Option(help="prompt variant when the spec gives none")] = "P1",
     check: Annotated[bool, typer.Option(help="exit 1 if a marginal misses its target")] = False,
-    tolerance: Annotated[float, typer.Option(help="allowed deviation of proportions")] = 0.02,
+    tolerance: Annotated[
+        float, typer.Option(min=0, help="allowed deviation of proportions")
+    ] = 0.02,
 ) -> None:
     """Sample SPEC into a Parquet file (one row per agent) and print achieved vs target."""
     import pyarrow.parquet as pq
@@ -60,8 +62,12 @@ def sample(
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     elapsed = time.perf_counter() - started
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, out)
+    except OSError as exc:  # a folder, a read-only or missing place, a full disk
+        err_console.print(f"[bold red]error:[/] --out: cannot write {out}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
     console.print(f"sampled {table.num_rows:,} agents in {elapsed:.2f} s -> [bold]{out}[/]")
     checks = check_marginals(table, loaded, tolerance=tolerance)
     render_checks(checks, console)

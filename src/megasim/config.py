@@ -134,7 +134,7 @@ class SimulationConfig(BaseModel):
 
     name: str = "run"
     scenario: Literal["guess_two_thirds", "chat_opinion"] = "guess_two_thirds"
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="non-negative: numpy's seed sequences need it")
     rounds: int = Field(3, ge=1, le=10_000)
     game: GameConfig = Field(default_factory=GameConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
@@ -247,7 +247,8 @@ def _field_path(item: Any, data: object) -> str:
             cur = cur.get(part)
         else:
             cur = None
-        parts.append(str(part))
+        text = str(part)  # a key with a line break or blanks is shown quoted, on one line
+        parts.append(text if text.isprintable() and text.strip() == text != "" else repr(text))
     if item["type"] == "union_tag_invalid":
         parts.append(str(item.get("ctx", {}).get("discriminator", "")).strip("'"))
     return ".".join(parts)
@@ -272,10 +273,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml_strict.load(text)  # a duplicate key is an error, as in population specs
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from exc
+        raise ConfigError(f"{path}: invalid YAML{yaml_strict.describe(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

@@ -30,7 +30,7 @@ from megasim.runtime.local import LocalRuntime, models_used
 from megasim.scenarios import get_scenario
 from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation, StepListener, StepOutcome
-from megasim.store.run_dir import RunDirectory
+from megasim.store.run_dir import RunDirectory, RunDirectoryError
 from megasim.store.run_lock import RunLock
 
 
@@ -171,13 +171,18 @@ async def resume_simulation(
     run_dir = RunDirectory(run_path)
     config = load_run_config(run_path, overrides)
     with RunLock(run_path):  # before anything is deleted: a live driver may own it
-        population = run_dir.read_population()
+        try:
+            population = run_dir.read_population()
+        except (OSError, pa.ArrowInvalid) as exc:  # damaged: nothing to resume with
+            raise RunDirectoryError(f"{run_dir.population_path}: cannot read: {exc}") from None
         latest = CheckpointStore(run_path).latest()
         done = latest[0] if latest else 0
+        # read (and check) the checkpoint before anything is deleted
+        driver = CheckpointStore(run_path).load_resumable(latest[1]) if latest else None
         for step_dir in (run_path / "steps").glob("step=*"):
-            if int(step_dir.name.split("=", 1)[1]) > done:
+            number = step_dir.name.split("=", 1)[1]
+            if number.isdigit() and int(number) > done:
                 shutil.rmtree(step_dir)
-        driver = CheckpointStore(run_path).load_driver(latest[1]) if latest else None
         history = driver["history"] if driver else []
         run_dir.rewrite_metrics([h["metrics"] | {"outcome": h["outcome"]} for h in history])
         runtime = config.runtime

@@ -37,3 +37,16 @@ UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, 
 def load(text: str) -> Any:
     """Parse YAML safely; duplicate keys raise ``yaml.YAMLError`` with their position."""
     return yaml.load(text, Loader=UniqueKeyLoader)
+
+
+def describe(exc: yaml.YAMLError) -> str:
+    """`` (line L, column C): <problem>`` on one line, whatever kind of YAML error (a
+    character YAML forbids has a position, not a line)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        return f" (character {exc.position + 1}): {exc.reason}: {shown}"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}: {problem}"

@@ -103,6 +103,9 @@ class NormalDist(_Bounded):
         return self
 
 
+LOG_LIMIT = 300  # exp(300) ~ 1e130: its moments still fit a float
+
+
 class LognormalDist(_Bounded):
     """exp(N(mean, sigma)): ``mean`` and ``sigma`` are those of the log."""
 
@@ -114,6 +117,11 @@ class LognormalDist(_Bounded):
     def _check_mass(self) -> Self:
         if self.min is not None and self.min < 0:
             raise spec_error(f"min ({self.min:g}) must be >= 0 for a lognormal")
+        if abs(self.mean) + 6 * self.sigma + self.sigma**2 > LOG_LIMIT:  # exp() overflows
+            raise spec_error(
+                f"mean ({self.mean:g}) and sigma ({self.sigma:g}) are those of the log: "
+                f"|mean| + 6 sigma + sigma^2 must stay <= {LOG_LIMIT}"
+            )
         mass = normal_mass(self.mean, self.sigma, *self.log_bounds())
         if mass < MIN_TRUNCATED_MASS:
             raise spec_error(f"min/max keep only {mass:.2e} of the lognormal's mass")

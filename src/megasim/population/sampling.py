@@ -38,7 +38,7 @@ from megasim.population.distributions import (
     SequenceDist,
     UniformDist,
 )
-from megasim.population.spec import PopulationSpec
+from megasim.population.spec import MAX_SIZE, PopulationSpec
 
 Rows = npt.NDArray[np.int64] | None  # agent ids being sampled; None means all of 0..n-1
 _DRAW_CHUNK = 4_000_000  # cap per rejection-sampling round, to bound memory
@@ -82,8 +82,10 @@ def sample_population(
     ``model`` and ``prompt_variant`` must come from the spec or from ``defaults``.
     """
     n = spec.size if size is None else size
-    if n < 0:
-        raise ValueError(f"size must be >= 0, got {n}")
+    if not 0 <= n <= MAX_SIZE:
+        raise PopulationSpecError(f"size: must be 0-{MAX_SIZE:,}, got {n:,}")
+    if seed < 0:  # numpy's seed sequences take non-negative integers only
+        raise PopulationSpecError(f"seed: must be >= 0, got {seed}")
     extra = {k: str(v) for k, v in (defaults or {}).items() if k not in spec.attributes}
     for name in DEFAULTED_ATTRIBUTES:
         if name not in spec.attributes and name not in extra:
@@ -92,6 +94,13 @@ def sample_population(
             )
     if reserved := sorted(set(extra) & set(RESERVED_COLUMNS)):
         raise ValueError(f"defaults: {', '.join(reserved)} are reserved columns")
+    try:
+        return _sample_table(spec, n, seed, extra)
+    except MemoryError as exc:  # numpy's allocation failures: too many agents for this host
+        raise PopulationSpecError(f"size: {n:,} agents do not fit in memory: {exc}") from None
+
+
+def _sample_table(spec: PopulationSpec, n: int, seed: int, extra: Mapping[str, str]) -> pa.Table:
     exact = spec.sampling == "exact"
     columns: dict[str, _Column] = {}
     for name in spec.sampling_order():

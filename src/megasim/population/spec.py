@@ -25,6 +25,8 @@ from megasim.population.distributions import (
     spec_error,
 )
 
+MAX_SIZE = 1_000_000_000  # agents; far above what one run holds, below numpy's limits
+
 
 class PopulationSpec(BaseModel):
     """A whole population: size, sampling mode, grouping and attributes.
@@ -38,7 +40,7 @@ class PopulationSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size: int = Field(ge=1)
+    size: int = Field(ge=1, le=MAX_SIZE)
     description: str = ""
     sampling: Literal["random", "exact"] = "random"
     groups: int | str = 1
@@ -104,7 +106,8 @@ def format_validation_error(error: ValidationError, data: object, source: str) -
             message = f"missing 'dist'; allowed: {', '.join(DIST_NAMES)}"
         elif err["type"] == "extra_forbidden":
             message = "unknown key (typo?)"
-        field = ".".join(path)
+        # a key with a line break or blanks is shown quoted, so each problem stays one line
+        field = ".".join(p if p.isprintable() and p.strip() == p != "" else repr(p) for p in path)
         lines.append(f"{source}: {field}: {message}" if field else f"{source}: {message}")
     return "\n".join(lines)
 
@@ -124,15 +127,13 @@ def load_population_spec(path: Path) -> PopulationSpec:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PopulationSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise PopulationSpecError(f"{path}: cannot read: {reason or exc}") from None
     try:
         data = yaml_strict.load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PopulationSpecError(f"{path}: {where}YAML error: {problem}") from None
+        raise PopulationSpecError(f"{path}: YAML error{yaml_strict.describe(exc)}") from None
     if data is None:
         raise PopulationSpecError(f"{path}: the file is empty")
     return parse_population_spec(data, str(path))

@@ -70,7 +70,7 @@ def load_models(run_dir: Path, used: Iterable[str] = ()) -> dict[str, ModelInfo]
     if path.is_file():
         try:
             config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, OSError) as exc:
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
             raise ReportError(f"cannot read {path}: {exc}") from exc
         models = config.get("models") if isinstance(config, dict) else None
         configured = models if isinstance(models, dict) else {}

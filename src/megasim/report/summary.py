@@ -115,7 +115,7 @@ def load_game(run_dir: Path) -> GameParams:
         return GameParams()
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         raise ReportError(f"cannot parse {path}: {exc}") from exc
     if (
         isinstance(config, dict)
@@ -182,6 +182,8 @@ def query(
         return con.execute(sql, params).fetchall()
     except duckdb.Error as exc:
         raise ReportError(f"query over step files failed: {exc}") from exc
+    except UnicodeDecodeError as exc:  # a damaged file whose text is no longer UTF-8
+        raise ReportError(f"query over step files failed: text that is not UTF-8: {exc}") from exc
 
 
 def _opt(x: Any) -> float | None:

@@ -17,7 +17,22 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from megasim.store.run_dir import RunDirectoryError
+
 DRIVER_FILE = "driver.json"
+_DRIVER_KEYS = {"step": int, "env": dict, "history": list}
+
+
+class CheckpointError(RunDirectoryError):
+    """A checkpoint file that cannot be read (damaged outside megasim: its writes are
+    atomic); the message names the file and how to resume from the one before."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        folder = path.parent
+        super().__init__(
+            f"{path}: damaged checkpoint: {problem}; move {folder} away to resume from "
+            "the checkpoint before it (the steps after that are then rerun)"
+        )
 KEEP_LAST = 2
 
 
@@ -45,11 +60,16 @@ def read_agent_states(directory: Path) -> dict[int, dict[str, Any]]:
     """States of all agents in a checkpoint, by agent id (independent of the shard layout)."""
     states: dict[int, dict[str, Any]] = {}
     for path in sorted(directory.glob("shard=*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    states[int(record["agent_id"])] = record["state"]
+        number = 0
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):  # noqa: B007 - named in errors
+                    if line.strip():
+                        record = json.loads(line)
+                        states[int(record["agent_id"])] = dict(record["state"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            where = f"line {number}: " if number else ""
+            raise CheckpointError(path, f"{where}{type(exc).__name__}: {exc}") from None
     return states
 
 
@@ -89,7 +109,7 @@ class CheckpointStore:
             return []
         found = []
         for path in self.root.glob("step=*"):
-            if (path / DRIVER_FILE).is_file():
+            if path.name[5:].isdigit() and (path / DRIVER_FILE).is_file():
                 found.append(int(path.name.split("=", 1)[1]))
         return sorted(found)
 
@@ -100,7 +120,31 @@ class CheckpointStore:
         return steps[-1], self.root / f"step={steps[-1]}"
 
     def load_driver(self, directory: Path) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((directory / DRIVER_FILE).read_text(encoding="utf-8"))
+        """The driver's part of a checkpoint; CheckpointError if it is damaged."""
+        path = directory / DRIVER_FILE
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CheckpointError(path, f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CheckpointError(path, "not a JSON object")
+        return loaded
+
+    def load_resumable(self, directory: Path) -> dict[str, Any]:
+        """``load_driver``, checked to hold what a resume needs (step, env, history)."""
+        loaded = self.load_driver(directory)
+        path = directory / DRIVER_FILE
+        for key, kind in _DRIVER_KEYS.items():
+            if not isinstance(loaded.get(key), kind):
+                raise CheckpointError(path, f"{key}: missing or not a {kind.__name__}")
+        for entry in loaded["history"]:
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("step"), int)
+                and isinstance(entry.get("outcome"), dict)
+                and isinstance(entry.get("metrics"), dict)
+            ):
+                raise CheckpointError(path, "history: an entry lacks step, outcome or metrics")
         return loaded
 
     def _prune(self, keep: int) -> None:

@@ -58,6 +58,8 @@ class RunDirectory:
     def create(cls, base: Path, run_id: str, field: str = "run id") -> RunDirectory:
         """A new, empty run directory ``base/run_id``; never reuses an existing one."""
         path = cls.check_new(base, run_id, field)
+        if base.exists() and not base.is_dir():
+            raise RunDirectoryError(f"{base}: the runs folder (out_dir, --out) is not a folder")
         try:
             base.mkdir(parents=True, exist_ok=True)
             path.mkdir()
