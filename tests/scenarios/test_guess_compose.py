@@ -102,6 +102,7 @@ def test_parts_reworded_and_added_in_yaml() -> None:
     [
         ({"prompts": {"Q": {"system": ["rule", "nope"]}}}, "prompts.Q.system: unknown parts"),
         ({"prompts": {"P1": {}}}, "prompts.P1: P1 is a preset"),
+        ({"prompts": {"my prompt": {}}}, "prompts.my prompt: a prompt name is"),
         ({"parts": {"x": "{colour}"}}, "parts.x: unknown placeholders ['colour']"),
         ({"parts": {"memory": "x"}}, "parts.memory"),
         ({"memory": "all"}, "game.memory"),

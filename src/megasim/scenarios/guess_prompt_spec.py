@@ -9,11 +9,13 @@ are those megasim always sent. Only pydantic here: config.py imports this module
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PROMPT_NAME = re.compile(r"[A-Za-z0-9._-]{1,40}")  # part of prompt ids and cell ids
 Memory = Literal["none", "last_winner", "full"]
 AnswerMode = Literal["structured", "extract"]
 
@@ -100,6 +102,8 @@ def check_prompts(prompts: dict[str, PromptSpec], parts: dict[str, str]) -> None
             raise ValueError(f"parts.{name}: unknown placeholders {unknown}; known: {known}")
     known_parts = set(PARTS) | DYNAMIC_PARTS | set(parts)
     for name, spec in prompts.items():
+        if not PROMPT_NAME.fullmatch(name):
+            raise ValueError(f"prompts.{name}: a prompt name is 1-40 letters, digits, . _ -")
         if name in PRESETS:
             raise ValueError(f"prompts.{name}: {name} is a preset; choose another name")
         for where in ("system", "user"):

@@ -23,6 +23,7 @@ from megasim.scenarios.guess_answers import (
     answer_structured,
     repair_instruction,
 )
+from megasim.scenarios.guess_prompt_spec import PROMPT_NAME
 from megasim.scenarios.guess_prompts import (
     VARIANTS,
     Prompt,
@@ -244,10 +245,10 @@ class GuessTwoThirds:
 
     def check_population(self, population: pa.Table) -> list[str]:
         """Problems with the population for this game: prompt variants that are neither a
-        preset nor a plain name (names from ``game.prompts`` are checked by build_agents,
-        which sees the config)."""
+        preset nor a possible prompt name (names from ``game.prompts`` are checked by
+        build_agents, which sees the config)."""
         found = {str(v) for v in population.column("prompt_variant").unique().to_pylist()}
-        odd = sorted(v for v in found - set(VARIANTS) if not v.replace("_", "").isalnum())
+        odd = sorted(v for v in found - set(VARIANTS) if not PROMPT_NAME.fullmatch(v))
         if odd:
             return [f"unknown prompt variants {odd}; known: {list(VARIANTS)} and game.prompts"]
         return []

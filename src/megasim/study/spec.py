@@ -69,6 +69,13 @@ class Grid(BaseModel):
 DIMENSIONS: tuple[str, ...] = tuple(Grid.model_fields)
 
 
+class NamedGrid(Grid):
+    """One of several grids of a study (``grids:``), with its own changes to the base
+    config (deep-merged: mappings merge, other values replace)."""
+
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +84,9 @@ class StudySpec(BaseModel):
     config: dict[str, Any] | None = Field(None, description="or an inline run config")
     out_dir: str = Field("studies", description="the study folder is OUT_DIR/NAME")
     grid: Grid = Field(default_factory=Grid)
+    grids: dict[str, NamedGrid] | None = Field(
+        None, description="several grids in one study, by name (each may change the config)"
+    )
     asyncio_reference: bool = Field(
         False,
         description="measure plain asyncio (N coroutines awaiting the surrogate's latency) "
@@ -92,6 +102,14 @@ class StudySpec(BaseModel):
         if len(name) > 100 or not re.fullmatch(RUN_ID_PATTERN, name):
             raise ValueError(f"{name!r} is not a folder name ({RUN_ID_RULE})")
         return name
+
+    @field_validator("grids")
+    @classmethod
+    def _grid_names(cls, grids: dict[str, NamedGrid] | None) -> dict[str, NamedGrid] | None:
+        for name in grids or {}:
+            if len(name) > 40 or not re.fullmatch(RUN_ID_PATTERN, name):
+                raise ValueError(f"{name!r} cannot be part of a cell id ({RUN_ID_RULE})")
+        return grids
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,27 +252,71 @@ def load_study(path: Path, write: bool = True) -> Study:
     else:
         base = resolve_paths(dict(spec.config or {}), path.parent)
     folder = (path.parent / spec.out_dir / spec.name).resolve()
-    grid = {d: v for d in DIMENSIONS if (v := getattr(spec.grid, d)) is not None}
+    if spec.grids is not None and spec.grid != Grid():
+        raise StudyError(f"{path}: grids: give either grid or grids, not both")
+    named: list[tuple[str | None, Grid, dict[str, Any]]] = [(None, spec.grid, base)]
+    if spec.grids is not None:
+        named = [
+            (name, g, deep_merge(base, resolve_paths(g.config, path.parent)))
+            for name, g in spec.grids.items()
+        ]
+    cells: list[Cell] = []
+    for name, grid, config_data in named:
+        for cell_id, settings in _combinations(grid, name, len(cells)):
+            cells.append(_cell(path, spec, folder, config_data, cell_id, len(cells), settings,
+                               write))  # fmt: skip
+    return Study(path, spec, folder, cells)
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _combinations(grid: Grid, name: str | None, start: int) -> list[tuple[str, dict[str, Any]]]:
+    """(cell id, settings) of every combination: index, grid name, varying values."""
+    given = {d: v for d in DIMENSIONS if (v := getattr(grid, d)) is not None}
     values = {
-        d: [v.model_dump() if isinstance(v, BaseModel) else v for v in vs] for d, vs in grid.items()
+        d: [v.model_dump() if isinstance(v, BaseModel) else v for v in vs]
+        for d, vs in given.items()
     }
     varying = [d for d, vs in values.items() if len(vs) > 1]
-    cells: list[Cell] = []
-    for index, combo in enumerate(itertools.product(*values.values())):
+    found = []
+    for offset, combo in enumerate(itertools.product(*values.values())):
         settings = dict(zip(values, combo, strict=True))
-        cell_id = "-".join([f"{index:03d}", *(_label(d, settings[d]) for d in varying)])
-        where = f"{path}: cell {cell_id}"
-        try:
-            data = _apply(base, settings, path.parent, folder, write)
-            data["name"] = spec.name
-            config = SimulationConfig.model_validate(data)
-        except ConfigError as exc:
-            raise StudyError(f"{where}: {exc}") from exc
-        except ValidationError as exc:
-            raise StudyError(format_validation_error(where, exc, data)) from exc
-        prompt = settings.get("prompt")
-        if prompt is not None and prompt not in (*PRESETS, *config.game.prompts):
-            known = [*PRESETS, *config.game.prompts]
-            raise StudyError(f"{where}: grid.prompt: unknown prompt {prompt!r}; known: {known}")
-        cells.append(Cell(cell_id, index, settings, config))
-    return Study(path, spec, folder, cells)
+        labels = [_label(d, settings[d]) for d in varying]
+        found.append(("-".join([f"{start + offset:03d}", *([name] if name else []), *labels]),
+                      settings))  # fmt: skip
+    return found
+
+
+def _cell(
+    path: Path,
+    spec: StudySpec,
+    folder: Path,
+    base: dict[str, Any],
+    cell_id: str,
+    index: int,
+    settings: dict[str, Any],
+    write: bool,
+) -> Cell:
+    """One cell's validated config; problems name the file, the cell and the field."""
+    where = f"{path}: cell {cell_id}"
+    try:
+        data = _apply(base, settings, path.parent, folder, write)
+        data["name"] = spec.name
+        config = SimulationConfig.model_validate(data)
+    except ConfigError as exc:
+        raise StudyError(f"{where}: {exc}") from exc
+    except ValidationError as exc:
+        raise StudyError(format_validation_error(where, exc, data)) from exc
+    prompt = settings.get("prompt")
+    if prompt is not None and prompt not in (*PRESETS, *config.game.prompts):
+        known = [*PRESETS, *config.game.prompts]
+        raise StudyError(f"{where}: grid.prompt: unknown prompt {prompt!r}; known: {known}")
+    return Cell(cell_id, index, settings, config)
