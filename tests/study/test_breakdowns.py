@@ -98,3 +98,5 @@ def test_breakdowns_match_the_decisions(tmp_path: Path) -> None:
     for section in ("who won each round", "by population attribute", "By temperature"):
         assert section in report
     assert "a+b (scripted+scripted)" in report
+    for png in ("attribute-000-t0-job.png", "attribute-001-t1-job.png", "temperature-a+b.png"):
+        assert (out / png).stat().st_size > 5000, png

@@ -51,6 +51,7 @@ def test_scalability_ratios(tmp_path: Path) -> None:
         assert row["ratio"] == pytest.approx(ours / plain)
     report = (folder / "report" / "report.md").read_text()
     assert "## Scalability" in report
+    assert (folder / "report" / "scalability.png").stat().st_size > 5000
     assert "NOT LLM BEHAVIOUR" in report
     again = runner.invoke(app, ["study", str(path), "--quiet"])  # references kept, not remeasured
     assert again.exit_code == 0

@@ -62,3 +62,38 @@ def convergence_plot(
     path = out / f"convergence-{by}-{_slug(value)}.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def lines_plot(
+    series: dict[str, list[tuple[float, float]]],
+    title: str,
+    axes: tuple[str, str],
+    stand_in: bool,
+    models: list[str],
+    path: Path,
+) -> Path:
+    """One line per series (label -> points): the attribute, temperature and scalability
+    figures. ``stand_in``: a red NOT LLM BEHAVIOUR title, as everywhere."""
+    fig = Figure(figsize=(10, 4.2))
+    ax = fig.subplots()
+    for label, points in series.items():
+        points = sorted(p for p in points if p[1] is not None)
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    xs = [p[0] for points in series.values() for p in points]
+    if xs and min(xs) > 0 and max(xs) / min(xs) >= 100:
+        ax.set_xscale("log")  # agent counts from thousands to a million
+    if axes[0] == "round":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.grid(alpha=0.3)
+    if stand_in:
+        title = "NOT LLM BEHAVIOUR (stand-in model)\n" + title
+    ax.set_title(title, color="red" if stand_in else "black", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.text(0.01, 0.01, "models: " + ", ".join(models), fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from megasim.config import ConfigError
 from megasim.study.breakdowns import attribute_rows, temperature_rows, win_rows
 from megasim.study.html import markdown_to_html
-from megasim.study.plots import convergence_plot
+from megasim.study.plots import convergence_plot, lines_plot
 from megasim.study.reference import Reference, load_reference
 from megasim.study.runner import STUDY_FILE, cell_state
 from megasim.study.scalability import scalability_rows
@@ -179,6 +179,51 @@ def _scalability_section(rows: list[dict[str, Any]]) -> list[str]:
     return ["## Scalability", "", note, "", *_table(header, body)]
 
 
+def _extra_plots(
+    rows: list[dict[str, Any]],
+    attributes: list[dict[str, Any]],
+    temperatures: list[dict[str, Any]],
+    scaling: list[dict[str, Any]],
+    out: Path,
+) -> list[Path]:
+    """Mean by round per attribute value (per cell and attribute), mean by temperature
+    (per model, a line per round), and the scalability ratio by agent count."""
+    info = {r["cell"]: r for r in rows}
+    paths = []
+    for cell, attribute in sorted({(a["cell"], a["attribute"]) for a in attributes}):
+        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for a in attributes:
+            if (a["cell"], a["attribute"]) == (cell, attribute):
+                series[str(a["value"])].append((a["round"], a["mean"]))
+        row = info[cell]
+        paths.append(lines_plot(
+            series, f"Mean answer by round and {attribute}, cell {cell}", ("round", "mean"),
+            row["stand_in"], [f"{row['model']} ({row['backend']})"],
+            out / f"attribute-{cell}-{attribute}.png",
+        ))  # fmt: skip
+    for model in sorted({t["model"] for t in temperatures}):
+        series = defaultdict(list)
+        for t in temperatures:
+            if t["model"] == model:
+                series[f"round {t['round']}"].append((t["temperature"], t["mean"]))
+        mine = [r for r in rows if r["model"] == model]
+        paths.append(lines_plot(
+            series, f"Mean answer by temperature, {model}", ("temperature", "mean"),
+            any(r["stand_in"] for r in mine), sorted({f"{model} ({r['backend']})" for r in mine}),
+            out / f"temperature-{model.replace('/', '_')}.png",
+        ))  # fmt: skip
+    if any(s["ratio"] is not None for s in scaling):
+        series = defaultdict(list)
+        for s in scaling:
+            series[f"{s['runtime']}, {s['shards']} shards"].append((s["agents"], s["ratio"]))
+        paths.append(lines_plot(
+            series, "Seconds per round / plain asyncio's, by agents", ("agents", "ratio"),
+            True, sorted({f"{r['model']} ({r['backend']})" for r in rows}),
+            out / "scalability.png",
+        ))  # fmt: skip
+    return paths
+
+
 def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     study = open_study(folder)
     out = out or folder / "report"
@@ -211,6 +256,7 @@ def write_report(folder: Path, out: Path | None = None) -> list[Path]:
     for by in ("prompt", "model"):
         for value in sorted({str(r[by]) for r in rows}):
             written.append(convergence_plot(rows, by, value, ref, out))
+    written += _extra_plots(rows, attributes, temperatures, scaling, out)
     lines = [f"# Study {study.spec.name}", ""]
     stand_ins = sorted({f"{r['model']} ({r['backend']})" for r in rows if r["stand_in"]})
     if stand_ins:
