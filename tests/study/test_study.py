@@ -185,6 +185,12 @@ def test_killed_study_continues_without_rerunning_finished_cells(tmp_path: Path)
     path2 = write_study(unbroken, grid, model, size=30)
     assert runner.invoke(app, ["study", str(path2), "--quiet"]).exit_code == 0
     assert _decisions(folder) == _decisions(unbroken / "studies" / "s")
+    reports = []
+    for done in (folder, unbroken / "studies" / "s"):
+        assert runner.invoke(app, ["report", str(done)]).exit_code == 0
+        table = pq.read_table(done / "report" / "cells.parquet")
+        reports.append(table.drop_columns([c for c in table.column_names if "latency" in c]))
+    assert reports[0].equals(reports[1])  # the same final report
     again = runner.invoke(app, ["resume", str(folder)])  # nothing left: all skipped
     assert again.exit_code == 0, again.output
     assert "3 already done" in again.output
@@ -234,3 +240,34 @@ def test_one_driver_per_study_folder(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "another driver" in result.output
     assert not (folder / "cells").exists()
+
+
+def test_population_files_and_specs_as_a_dimension(tmp_path: Path) -> None:
+    """A sampled file (its prompt column replaced per cell) and a spec file, each with two
+    prompts: every agent of a cell uses the cell's prompt; the source file is untouched."""
+    import pyarrow as pa
+
+    people = pa.table({
+        "agent_id": list(range(8)), "group": [0] * 8, "prompt_variant": ["P4"] * 8,
+        "age": [20 + i for i in range(8)],
+    })  # fmt: skip
+    pq.write_table(people, tmp_path / "sampled.parquet")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"size": 5, "groups": 1}))
+    path = write_study(tmp_path, {"population": ["sampled.parquet", "spec.yaml"],
+                                  "prompt": ["P1", "P3"]})  # fmt: skip
+    result = runner.invoke(app, ["study", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    cells = sorted((tmp_path / "studies" / "s" / "cells").iterdir())
+    assert [c.name for c in cells] == ["000-P1-sampled", "001-P1-spec", "002-P3-sampled",
+                                       "003-P3-spec"]  # fmt: skip
+    for cell in cells:
+        rows = RunDirectory(cell).read_decisions().to_pylist()
+        assert len(rows) == (8 if "sampled" in cell.name else 5) * 2
+        assert {r["prompt_variant"] for r in rows} == {cell.name.split("-")[1]}
+        if "sampled" in cell.name:
+            ages = RunDirectory(cell).read_population().column("age").to_pylist()
+            assert ages == list(range(20, 28))  # the file's own people
+    assert (
+        pq.read_table(tmp_path / "sampled.parquet").column("prompt_variant").to_pylist()
+        == ["P4"] * 8
+    )
