@@ -13,6 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from megasim.cli import app
+from megasim.study.estimate import estimate
+from megasim.study.spec import load_study
 
 runner = CliRunner()
 
@@ -53,6 +55,8 @@ def test_scalability_ratios(tmp_path: Path) -> None:
     assert "## Scalability" in report
     assert (folder / "report" / "scalability.png").stat().st_size > 5000
     assert "NOT LLM BEHAVIOUR" in report
+    rows_est = estimate(load_study(path, write=False))
+    assert all(e.seconds == pytest.approx(0.1) and e.calls == 0 for e in rows_est)
     again = runner.invoke(app, ["study", str(path), "--quiet"])  # references kept, not remeasured
     assert again.exit_code == 0
     assert sorted(p.name for p in (folder / "reference").iterdir()) == refs

@@ -6,11 +6,13 @@ surrogate makes no calls; for LLMs, input tokens come from the cell's composed r
 prompt (about 4 characters a token, plus the growth of ``full`` memory), output tokens
 from the prompt's ``max_tokens`` (an upper bound), calls from the answer mode (structured
 1, extract 2: the least each needs). Cells of this study already finished replace the
-guesses with their measured tokens and seconds per decision for the same model.
+guesses with their measured tokens and wall seconds per decision for the same model;
+a surrogate's time is at least its configured latency per round.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -99,7 +101,8 @@ def _llm(cell: Cell) -> tuple[float, float, float]:
 
 
 def _measured(study: Study) -> dict[str, tuple[float, float, float]]:
-    """Per model of finished cells: seconds, input and output tokens per decision."""
+    """Per model of finished cells: wall seconds (the steps' own, so concurrent calls are
+    not added up), input and output tokens per decision."""
     found: dict[str, tuple[float, float, float]] = {}
     for cell in study.cells:
         path = study.cells_dir / cell.id
@@ -110,14 +113,16 @@ def _measured(study: Study) -> dict[str, tuple[float, float, float]]:
         row = (
             duckdb.connect()
             .execute(
-                "SELECT count(*), sum(latency_ms) / 1000, sum(tokens_in), sum(tokens_out) "
+                "SELECT count(*), sum(tokens_in), sum(tokens_out) "
                 "FROM read_parquet(?, hive_partitioning = false)",
                 [files],
             )
             .fetchone()
         )
+        metrics = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        wall = sum(float(json.loads(line)["wall_s"]) for line in metrics if line.strip())
         if row and row[0]:
-            found[name] = (row[1] / row[0], row[2] / row[0], row[3] / row[0])
+            found[name] = (wall / row[0], row[1] / row[0], row[2] / row[0])
     return found
 
 
@@ -131,13 +136,17 @@ def estimate(study: Study) -> list[Estimate]:
         seconds: float | None = None
         if backend == "surrogate":
             calls, t_in, t_out, basis = 0.0, 0.0, 0.0, "surrogate: a stand-in, no model calls"
+            latency = float(getattr(config.models[name], "latency_s", 0.0))
+            if latency > 0:  # its configured speed: every agent waits once a round, together
+                seconds = latency * config.rounds
+                basis += f"; time >= {latency:g} s a round (its latency)"
         elif backend == "scripted":
             calls, t_out = _scripted(cell, name)
             t_in, basis = 0.0, "scripted answers"
         else:
             calls, t_in, t_out = _llm(cell)
             basis = "prompt length, max_tokens"
-        if name in measured:
+        if name in measured and backend != "surrogate":  # its waits overlap: not linear
             per_s, m_in, m_out = measured[name]
             seconds = per_s * decisions
             if backend not in ("surrogate", "scripted"):
