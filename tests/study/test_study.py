@@ -150,7 +150,7 @@ def test_killed_study_continues_without_rerunning_finished_cells(tmp_path: Path)
     """SIGKILL the study while its second cell is mid-run (after round 1 of 3), rerun the
     same command: finished cells untouched, the killed one resumed, decisions equal to an
     unbroken study's. Surrogate with latency: slow enough to be caught mid-cell."""
-    model = {"backend": "surrogate", "latency_s": 0.4}
+    model = {"backend": "surrogate", "latency_s": 0.6}  # a round: long enough to catch
     grid = {"prompt": ["P1", "P3", "P2"], "rounds": [3]}
     killed = tmp_path / "killed"
     killed.mkdir()
