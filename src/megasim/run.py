@@ -139,6 +139,11 @@ def load_run_config(run_path: Path, overrides: Mapping[str, Any] | None = None) 
     flags (``megasim resume --runtime/--shards/--address``), see ``apply_overrides``."""
     run_dir = RunDirectory(run_path)
     if not run_dir.config_path.is_file():
+        if (run_path / "steps").is_dir():  # created, then killed before its first write
+            raise ConfigError(
+                f"{run_path}: the run was killed before it wrote its config.yaml: nothing "
+                "to resume; delete the folder and start the run again"
+            )
         raise ConfigError(f"{run_path}: not a run directory (no config.yaml)")
     data = read_yaml(run_dir.config_path)  # unreadable or not YAML: a ConfigError
     data.pop("versions", None)

@@ -453,3 +453,13 @@ def test_damaged_checkpoint_is_named_and_the_advice_works(work: Path, finished_r
     result = runner.invoke(cli.app, ["resume", str(run), "--quiet"])
     clean_exit(result, allowed=(0,))
     assert (run / "checkpoints" / "step=2" / "driver.json").is_file()
+
+
+def test_a_run_killed_before_its_config_says_so(work: Path) -> None:
+    """Killed between creating its folder and writing config.yaml: resume says there is
+    nothing to resume and what to do (not 'not a run directory')."""
+    run = work / "runs" / "early"
+    (run / "steps").mkdir(parents=True, exist_ok=True)
+    result = runner.invoke(cli.app, ["resume", str(run)])
+    clean_exit(result, allowed=(2,))
+    assert "killed before it wrote its config.yaml" in result.output.replace("\n", " ")
