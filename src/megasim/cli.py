@@ -135,6 +135,8 @@ def execute(
         done_by_shard.clear()
         progress.update(task, completed=finished[0], round=min(outcome.step + 1, cfg.rounds))
 
+    from megasim.run import DiskFullError
+
     try:
         with progress:
             result = asyncio.run(start(on_progress, on_step))
@@ -144,6 +146,10 @@ def execute(
         raise fail(str(exc)) from None
     except ModelSetupError as exc:
         raise fail(f"model setup failed: {exc}", code=1) from None
+    except DiskFullError as exc:  # resumable: the last checkpoint is intact
+        raise fail(str(exc), code=1) from None
+    except OSError as exc:  # the run directory cannot be written (before the run began)
+        raise fail(f"cannot write the run: {exc}", code=1) from None
     except KeyboardInterrupt:
         raise fail("interrupted; continue with `megasim resume RUN`", code=130) from None
     if result.stopped:

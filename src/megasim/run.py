@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib.metadata
 import os
 import platform
@@ -235,8 +237,35 @@ async def _execute(
         run_dir.append_event("done", steps=sim.step_index)
         return RunResult(run_dir=run_dir, steps=sim.history)
     except BaseException as exc:
-        run_dir.append_event("failed", reason=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):  # a full disk takes the event too; the error
+            run_dir.append_event("failed", reason=f"{type(exc).__name__}: {exc}")  # says so
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise DiskFullError(run_dir.path, exc) from exc
         raise
     finally:
-        await monitor.close(final)
+        try:
+            await monitor.close(final)  # its last status.json
+        except OSError:
+            if final != "failed":
+                raise  # otherwise the run's own error is the one to report
         await runtime.close()
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """ENOSPC or EDQUOT, also from pyarrow (whose OSErrors carry no errno)."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
+class DiskFullError(Exception):
+    """The run's disk filled up. Checkpoints are atomic, so the last complete one is intact
+    and ``megasim resume`` continues from it once there is space (or on another disk)."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        latest = CheckpointStore(path).latest()
+        after = f"step {latest[0]}" if latest else "the start (no step was checkpointed)"
+        super().__init__(
+            f"{path}: no space left on device ({cause}); the run stopped and will continue "
+            f"from {after}: free some space, or copy {path} to a bigger disk, then "
+            f"`megasim resume {path}` (or the copy)"
+        )
+        self.path = path
