@@ -61,6 +61,7 @@ class RunMonitor:
         self.done_by_shard: dict[int, int] = {}
         self.started = time.time()
         self._last_write = 0.0
+        self.publish_error: str | None = None  # the last failed status write, if any
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._process = psutil.Process()
@@ -174,7 +175,10 @@ class RunMonitor:
         if not force and now - self._last_write < self.interval_s:
             return
         self._last_write = now
-        write_status(self.run_dir.path, self.status(now))
+        try:
+            write_status(self.run_dir.path, self.status(now))
+        except OSError as exc:  # telemetry must never end a run; its own writes will
+            self.publish_error = f"{type(exc).__name__}: {exc}"  # report a full disk
 
     def status(self, now: float | None = None) -> dict[str, Any]:
         """The live status document (see docs/studio.md for its fields)."""

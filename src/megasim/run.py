@@ -248,7 +248,8 @@ async def _execute(
         except OSError:
             if final != "failed":
                 raise  # otherwise the run's own error is the one to report
-        await runtime.close()
+        finally:
+            await runtime.close()  # always: Ray actors must not outlive the driver
 
 
 def is_disk_full(exc: OSError) -> bool:
