@@ -198,13 +198,16 @@ def values_from_summary(record: dict[str, Any], bins: int) -> dict[str, Any] | N
     summary = record.get("answers") or {}
     if "counts" not in summary:
         return None
-    group = max(1, ANSWER_BINS // max(1, min(bins, ANSWER_BINS)))
-    while ANSWER_BINS % group:
-        group += 1
     fine = np.asarray(summary["counts"], dtype=np.int64)
-    counts = fine.reshape(-1, group).sum(axis=1)
     low, high = float(summary["low"]), float(summary["high"])
-    edges = np.linspace(low, high, len(counts) + 1)
+    width = (high - low) / ANSWER_BINS
+    occupied = np.nonzero(fine)[0]
+    first, last = (int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else (0, 0)
+    group = max(1, -(-(last - first) // max(1, bins)))  # zoom on the occupied bins
+    span = fine[first:last]
+    span = np.pad(span, (0, (-len(span)) % group))
+    counts = span.reshape(-1, group).sum(axis=1)
+    edges = low + width * (first + group * np.arange(len(counts) + 1))
     n = int(record.get("decisions", int(fine.sum())))
     errors, invalid = int(record.get("errors", 0)), int(record.get("invalid", 0))
     outcome = record.get("outcome") or {}
@@ -220,8 +223,6 @@ def values_from_summary(record: dict[str, Any], bins: int) -> dict[str, Any] | N
     }
     if fine.sum() == 0:
         return result | {"edges": [], "counts": []}
-    occupied = np.nonzero(fine)[0]
-    width = (high - low) / ANSWER_BINS
     quantiles = {
         name: histogram_quantile(summary, q)
         for name, q in (("p05", 0.05), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p95", 0.95))

@@ -140,10 +140,12 @@
     });
     Plotly.react("breakdown", traces, plotLayout({ xaxis: { title: "step", dtick: 1 }, yaxis: { title: "mean answer" } }), plotConfig);
     const last = Math.max(...b.rows.map((r) => r.step));
-    document.getElementById("breakdown-table").replaceChildren(table([
-      { key: "key", label: by }, { key: "n", num: true }, { key: "valid", num: true },
-      { key: "mean", num: true }, { key: "median", num: true }, { key: "std", num: true }],
-    b.rows.filter((r) => r.step === last), { empty: "No decisions yet." }));
+    const rows = b.rows.filter((r) => r.step === last);
+    const columns = [{ key: "key", label: by }, { key: "n", num: true }, { key: "valid", num: true },
+      { key: "mean", num: true }, { key: "median", num: true }, { key: "std", num: true }];
+    const shown = rows.some((r) => r.median !== null) ? columns : columns.filter((c) => c.key !== "median");
+    document.getElementById("breakdown-table").replaceChildren(
+      el("div", { class: "muted small" }, `step ${last}`), table(shown, rows, { empty: "No decisions yet." }));
   }
 
   function drawModels() {
