@@ -33,6 +33,8 @@ class CheckpointError(RunDirectoryError):
             f"{path}: damaged checkpoint: {problem}; move {folder} away to resume from "
             "the checkpoint before it (the steps after that are then rerun)"
         )
+
+
 KEEP_LAST = 2
 
 
