@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from click.testing import Result
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from typer.testing import Result
 
 # MEGASIM_FUZZ_SCALE=10 runs ten times the cases; MEGASIM_FUZZ_RANDOM=1 draws new ones
 # (CI is derandomized: the same cases every run, so a red build is never a fluke)

@@ -354,7 +354,9 @@ def test_merge_keeps_columns_metadata_and_last_line(census: pa.Table, tmp_path: 
 
 
 CHILD = """
-import asyncio, json, sys
+import asyncio, json, signal, sys
+# a shell's background job starts with SIGINT ignored, and Python keeps it so: restore it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 import pyarrow.parquet as pq
 from megasim.model.base import ChatResponse
