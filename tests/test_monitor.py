@@ -120,3 +120,23 @@ def test_status_reports_progress_and_shard_health(write_config: Callable[..., Pa
     assert status["shards"]
     assert status["shards"][0]["agents"] == 300
     assert {"pid", "cpu_percent", "rss_mb", "model_calls_in_flight"} <= set(status["shards"][0])
+
+
+def test_commands_left_by_a_dead_driver_are_dropped_not_replayed(
+    write_config: Callable[..., Path],
+) -> None:
+    cfg = load_config(_config(write_config, rounds=3))
+    run_path = Path(cfg.out_dir) / "stale"
+
+    def stop_after_one(outcome: StepOutcome) -> None:
+        if outcome.step == 1:
+            post_command(run_path, "stop", "test")
+
+    cut = asyncio.run(run_simulation(cfg, on_step=stop_after_one, run_id="stale"))
+    assert cut.stopped
+    post_command(run_path, "stop", "studio 10.0.0.9")  # reached no driver: nobody took it
+    resumed = asyncio.run(resume_simulation(run_path))
+    assert not resumed.stopped
+    assert [s.step for s in resumed.steps] == [1, 2, 3]
+    dropped = [e for e in _events(run_path) if e["event"] == "command_dropped"]
+    assert [(e["action"], e["origin"]) for e in dropped] == [("stop", "studio 10.0.0.9")]

@@ -62,6 +62,7 @@ class RunMonitor:
         self.started = time.time()
         self._last_write = 0.0
         self.publish_error: str | None = None  # the last failed status write, if any
+        self.pending_restarts: list[tuple[int, dict[str, Any]]] = []  # done at a boundary
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._process = psutil.Process()
@@ -70,6 +71,14 @@ class RunMonitor:
     # --- lifecycle --------------------------------------------------------------------
     async def start(self, steps_done: int = 0) -> None:
         self.steps_done = self.step = steps_done
+        for stale in take_commands(self.run_dir.path):  # posted to a driver that died
+            self.run_dir.append_event(
+                "command_dropped",
+                action=stale.action,
+                origin=stale.origin,
+                requested=stale.time,
+                reason="posted before this driver started",
+            )
         self.state = "running"
         self.publish(force=True)
         self._task = asyncio.create_task(self._loop())
@@ -103,6 +112,7 @@ class RunMonitor:
     async def before_step(self, step: int) -> None:
         """The step boundary: honour pause and stop before ``step`` begins."""
         await self.poll()
+        await self._restart_pending()
         announced = False
         while self.paused and not self.stop_requested:
             if not announced:
@@ -113,7 +123,7 @@ class RunMonitor:
             self._wake.set()
             await asyncio.sleep(min(self.interval_s, 0.2))
             await self.poll()
-        if announced:
+        if announced and not self.stop_requested:
             self.run_dir.append_event("unpaused", before_step=step)
         if self.stop_requested:
             self.state = "stopped"
@@ -152,6 +162,8 @@ class RunMonitor:
         self.publish(force=True)
 
     async def _restart_shard(self, command: Command, log: dict[str, Any]) -> None:
+        """Queue the restart for the next step boundary: killing an actor while the step's
+        checkpoint is being written would fail the run instead of rerunning a step."""
         restart: Callable[[int], Any] | None = getattr(self.runtime, "restart_shard", None)
         shard = command.args.get("shard")
         if restart is None or not isinstance(shard, int):
@@ -160,14 +172,19 @@ class RunMonitor:
                 "command_refused", action=command.action, reason=reason, **log
             )
             return
-        try:
-            await restart(shard)
-        except (ValueError, IndexError) as exc:
-            self.run_dir.append_event(
-                "command_refused", action=command.action, reason=str(exc), **log
-            )
-            return
+        self.pending_restarts.append((shard, log))
         self.run_dir.append_event("shard_restart_requested", shard=shard, **log)
+
+    async def _restart_pending(self) -> None:
+        restart: Callable[[int], Any] | None = getattr(self.runtime, "restart_shard", None)
+        while self.pending_restarts and restart is not None:
+            shard, log = self.pending_restarts.pop(0)
+            try:
+                await restart(shard)
+            except (ValueError, IndexError) as exc:
+                self.run_dir.append_event(
+                    "command_refused", action="restart_shard", reason=str(exc), **log
+                )
 
     # --- status -----------------------------------------------------------------------
     def publish(self, force: bool = False) -> None:

@@ -97,3 +97,15 @@ def test_bad_questions_and_unknown_agents(run: Path) -> None:
         Question("q", ("a", "a"))
     with pytest.raises(InquiryError, match="no agents"):
         asyncio.run(ask_agents(run, load_run_config(run), Question("q"), [10_000], 0))
+
+
+def test_options_match_whole_words_and_json_answers_exactly() -> None:
+    from megasim.inquiry.prompt import read_answer
+
+    question = Question("Trust?", ("yes", "no"))
+    assert read_answer(question, "No, never.").answer == "no"
+    assert not read_answer(question, "I do not know").valid
+    assert not read_answer(question, "Not sure").valid
+    assert not read_answer(question, '{"answer": "unknown"}').valid
+    assert read_answer(question, '{"answer": "YES"}').answer == "yes"
+    assert not read_answer(question, "yes and no").valid

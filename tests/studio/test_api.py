@@ -69,6 +69,7 @@ def test_dashboard_numbers_match_the_decisions(
     by_age = httpx.get(f"{url}/breakdown", params={"by": "age"}).json()
     assert 1 < len({r["key"] for r in by_age["rows"]}) <= 11  # binned
     assert httpx.get(f"{url}/breakdown", params={"by": "nope"}).status_code == 422
+    assert httpx.get(f"{url}/breakdown", params={"by": "raw_text"}).status_code == 422
     events = httpx.get(f"{url}/events").json()
     assert [e["event"] for e in events] == ["start", "done"]
 
@@ -146,6 +147,12 @@ def test_report_render_and_files(studio_server: StudioServer) -> None:
 def test_delete_finished_run_and_start_a_new_one(
     studio_server: StudioServer, runs_copy: Path
 ) -> None:
+    from megasim.store.run_lock import RunLock
+
+    with RunLock(runs_copy / "done1"):  # a driver still starting holds it: not deleted
+        refused = httpx.delete(f"{studio_server.url}/api/runs/done1")
+    assert refused.status_code == 409
+    assert (runs_copy / "done1" / "config.yaml").is_file()
     assert httpx.delete(f"{studio_server.url}/api/runs/done1").status_code == 200
     assert not (runs_copy / "done1").exists()
     assert httpx.get(f"{studio_server.url}/api/runs/done1").status_code == 404

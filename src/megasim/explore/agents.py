@@ -188,14 +188,16 @@ class AgentIndexCache:
 
     def __init__(self, keep: int = 2) -> None:
         self.keep = keep
-        self._items: OrderedDict[tuple[str, int | None, int], AgentIndex] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], AgentIndex] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, run_path: Path, step: int | None = None) -> AgentIndex:
         """The index of ``step`` (default: the last completed one)."""
         step = completed_step(run_path) if step is None else step
         population = run_path / "population.parquet"
-        key = (str(run_path), step, population.stat().st_mtime_ns)
+        files = sorted((run_path / "steps" / f"step={step}").glob("*.parquet"))
+        stamps = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+        key = (str(run_path), step, population.stat().st_mtime_ns, stamps)
         with self._lock:
             index = self._items.get(key)
             if index is not None:
@@ -204,11 +206,12 @@ class AgentIndexCache:
             index = AgentIndex(run_path, step)
             self._items[key] = index
             while len(self._items) > self.keep:
-                _, old = self._items.popitem(last=False)
-                old.close()
+                # not closed here: a request may still be paging or exporting from it;
+                # its DuckDB connection closes when the last reference goes
+                self._items.popitem(last=False)
             return index
 
     def forget(self, run_path: Path) -> None:
         with self._lock:
             for key in [k for k in self._items if k[0] == str(run_path)]:
-                self._items.pop(key).close()
+                self._items.pop(key)

@@ -97,12 +97,13 @@ async def ask_agents(
     """Ask every agent in ``agent_ids``; the answers are written and returned as a table."""
     if not agent_ids:
         raise InquiryError("no agents to ask (the filter matched none)")
-    personas = _personas(run_path, agent_ids)
+    # file scans in a worker thread: a studio's event loop keeps serving meanwhile
+    personas = await asyncio.to_thread(_personas, run_path, agent_ids)
     missing = sorted(set(agent_ids) - set(personas))
     if missing:
         raise InquiryError(f"no agents {missing[:10]} in this run")
-    history = _decisions(run_path, agent_ids)
-    states = agent_states(run_path, agent_ids)
+    history = await asyncio.to_thread(_decisions, run_path, agent_ids)
+    states = await asyncio.to_thread(agent_states, run_path, agent_ids)
     owned = models is None
     names = {str(p["model"]) for p in personas.values()}
     clients = dict(models) if models is not None else build_models(config.models, names)

@@ -9,6 +9,7 @@ checked: an option must be one of the options, a number must lie in the range.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,18 +110,20 @@ def read_answer(question: Question, text: str) -> Reading:
 
 
 def _option_in(options: Sequence[str], text: str) -> str | None:
-    candidate = text
+    """The option ``text`` chose: a JSON ``answer`` must equal one (case aside); free text
+    must name exactly one as a whole word ("not sure" is not "no")."""
     start, end = text.find("{"), text.rfind("}")
     if start != -1 and end > start:
         try:
             loaded = json.loads(text[start : end + 1])
-            if isinstance(loaded, dict) and isinstance(loaded.get("answer"), str):
-                candidate = loaded["answer"]
         except ValueError:
-            pass
-    lowered = candidate.strip().strip(".").lower()
+            loaded = None
+        if isinstance(loaded, dict) and isinstance(loaded.get("answer"), str):
+            answer = loaded["answer"].strip().strip(".").lower()
+            return next((o for o in options if o.lower() == answer), None)
+    lowered = text.strip().strip(".").lower()
     for option in options:
         if option.lower() == lowered:
             return option
-    found = [o for o in options if o.lower() in candidate.lower()]
+    found = [o for o in options if re.search(rf"\b{re.escape(o)}\b", text, re.IGNORECASE)]
     return found[0] if len(found) == 1 else None

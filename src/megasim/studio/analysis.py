@@ -18,6 +18,7 @@ import numpy as np
 
 from megasim.explore.filters import FilterError, quote
 from megasim.runtime.answers import ANSWER_BINS, BREAKDOWN_COLUMNS, histogram_quantile, key_stats
+from megasim.store.schema import DECISION_COLUMNS
 
 _DECISION_GROUPS = ("model", "prompt_variant", "group", "shard", "valid", "step")
 MAX_KEYS = 30  # breakdown keys shown; the rest are summed as "other"
@@ -71,8 +72,11 @@ class RunAnalysis:
 
         Computed and cached step by step: while a run goes on, each refresh pays only for
         the steps it has not seen."""
-        if by not in columns and by not in _DECISION_GROUPS:
-            raise FilterError(f"cannot break down by {by!r}: no such column")
+        if by not in _DECISION_GROUPS and (by not in columns or by in DECISION_COLUMNS):
+            raise FilterError(
+                f"cannot break down by {by!r}: use a population column or one of "
+                f"{list(_DECISION_GROUPS)}"
+            )
         population = run_path / "population.parquet"
         bins_key = ("bins", str(run_path), by, _signature([population]))
         binning = self._cached(bins_key, lambda: _binning(population, by, columns))

@@ -69,8 +69,13 @@ def agents_export(
     format: Annotated[str, Query(pattern="^(csv|parquet)$")] = "csv",
 ) -> FileResponse:
     index = studio.indexes.get(studio.catalog.path(run_id), step)
+    filters = filters_of(where)  # bad filters fail here, before any file exists
     folder = Path(tempfile.mkdtemp(prefix="megasim-export-"))
-    target = index.export(filters_of(where), sort, desc, format, folder / f"agents.{format}")
+    try:
+        target = index.export(filters, sort, desc, format, folder / f"agents.{format}")
+    except BaseException:
+        _remove(folder)
+        raise
     background.add_task(_remove, folder)
     media = "text/csv" if format == "csv" else "application/vnd.apache.parquet"
     return FileResponse(target, media_type=media, filename=f"{run_id}-agents.{format}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import duckdb
@@ -30,8 +31,8 @@ class InterviewRequest(BaseModel):
 class SurveyRequest(BaseModel):
     question: str = Field(min_length=1, max_length=2000)
     options: list[str] = Field(default_factory=list, max_length=20)
-    low: float | None = None
-    high: float | None = None
+    low: float | None = Field(default=None, allow_inf_nan=False)
+    high: float | None = Field(default=None, allow_inf_nan=False)
     where: list[str] = Field(default_factory=list, max_length=20)
     sample: int = Field(default=50, ge=1, le=MAX_SAMPLE)
     seed: int = Field(default=0, ge=0)
@@ -66,8 +67,10 @@ async def survey(run_id: str, body: SurveyRequest, studio: StudioDep) -> dict[st
         question = Question(body.question, tuple(body.options), body.low, body.high)
     except InquiryError as exc:
         raise HTTPException(422, str(exc)) from None
-    index = studio.indexes.get(studio.catalog.path(run_id))
-    ids = sample_ids(index.agent_ids(filters_of(body.where)), body.sample, body.seed)
+    filters = filters_of(body.where)
+    index = await asyncio.to_thread(studio.indexes.get, studio.catalog.path(run_id))
+    matching = await asyncio.to_thread(index.agent_ids, filters)
+    ids = sample_ids(matching, body.sample, body.seed)
     result: dict[str, Any] = await _ask(studio, run_id, question, ids, body.seed)
     return result
 

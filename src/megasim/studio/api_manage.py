@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from megasim.config import ConfigError, load_config
 from megasim.store.bus import post_command
 from megasim.store.run_dir import new_run_id
+from megasim.store.run_lock import RunInUseError, RunLock
 from megasim.studio.context import Studio, studio_of
 
 router = APIRouter(prefix="/api", tags=["manage"])
@@ -63,8 +64,12 @@ def delete_run(run_id: str, request: Request, studio: StudioDep) -> dict[str, An
     state = studio.catalog.state(run_id)
     if state in LIVE:
         raise HTTPException(409, f"run {run_id} is {state}: stop it first")
-    studio.indexes.forget(path)
-    shutil.rmtree(path)
+    try:
+        with RunLock(path):  # a driver still starting or stalled holds it: never delete under it
+            studio.indexes.forget(path)
+            shutil.rmtree(path)
+    except RunInUseError as exc:
+        raise HTTPException(409, str(exc)) from None
     _studio_event(studio.root, "run_deleted", run_id=run_id, origin=origin_of(request))
     return {"deleted": run_id}
 

@@ -181,20 +181,24 @@ async def live(run_id: str, request: Request, studio: StudioDep) -> AsyncIterato
     catalog = studio.catalog
     catalog.path(run_id)  # 404 before the stream starts
     sent_steps = sent_events = 0
+    first = True
     while not await request.is_disconnected():
         summary = catalog.summary(run_id)
         yield ServerSentEvent(
             event="status", data={"summary": summary, "status": catalog.status(run_id)}
         )
+        # "reset": the list is whole (a new connection, or metrics rewritten by a resume);
+        # a page replaces what it holds instead of appending, so reconnects never duplicate
         metrics = catalog.metrics(run_id)
-        if len(metrics) != sent_steps:
-            new = metrics[sent_steps:] if len(metrics) > sent_steps else metrics
-            yield ServerSentEvent(
-                event="steps", data={"reset": len(metrics) < sent_steps, "steps": new}
-            )
+        if len(metrics) != sent_steps or first:
+            reset = first or len(metrics) < sent_steps
+            new = metrics if reset else metrics[sent_steps:]
+            yield ServerSentEvent(event="steps", data={"reset": reset, "steps": new})
             sent_steps = len(metrics)
         events = catalog.events(run_id)
-        if len(events) > sent_events:
-            yield ServerSentEvent(event="events", data=events[sent_events:])
+        if len(events) > sent_events or first:
+            fresh = events if first else events[sent_events:]
+            yield ServerSentEvent(event="events", data={"reset": first, "events": fresh})
             sent_events = len(events)
+        first = False
         await asyncio.sleep(studio.live_interval_s)

@@ -22,7 +22,11 @@
       drawSteps();
       refreshStepData();
     });
-    source.addEventListener("events", (e) => { events = events.concat(JSON.parse(e.data)); drawEvents(); });
+    source.addEventListener("events", (e) => {
+      const d = JSON.parse(e.data);
+      events = d.reset ? d.events : events.concat(d.events);
+      drawEvents();
+    });
     source.onerror = () => { document.getElementById("step-progress").textContent = "reconnecting…"; };
   }
 
