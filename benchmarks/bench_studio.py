@@ -16,7 +16,10 @@ import argparse
 import asyncio
 import json
 import random
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -101,7 +104,7 @@ def agent_browser(server: StudioThread, run_id: str, requests: int) -> dict[str,
 class Dashboard(threading.Thread):
     """What an open dashboard page asks of the server, timed per request."""
 
-    def __init__(self, server: StudioThread, run_id: str) -> None:
+    def __init__(self, server: StudioThread | StudioProcess, run_id: str) -> None:
         super().__init__(daemon=True)
         self.url = f"{server.url}/api/runs/{run_id}"
         self.timings: dict[str, list[float]] = {}
@@ -127,15 +130,50 @@ class Dashboard(threading.Thread):
                     self.timings.setdefault("status_interval", []).append(now - last)
                     last = now
                 if kind == "steps" and line.startswith("data: "):
-                    step = json.loads(line[6:])["steps"][-1]["step"]
+                    steps = json.loads(line[6:])["steps"]
+                    if not steps:  # a new connection before the first step: nothing yet
+                        continue
+                    step = steps[-1]["step"]
                     self.timed("values", "/values", step=step)
                     self.timed("quantiles", "/quantiles")
                     self.timed("breakdown", "/breakdown", by="model")
 
 
+class StudioProcess:
+    """``megasim studio`` in its own process, as a user runs it (a studio thread inside the
+    benchmark's process would compete with the run for the GIL, which no user setup does)."""
+
+    def __init__(self, root: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "megasim", "studio", "--runs", str(root)]
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def __enter__(self) -> StudioProcess:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{self.url}/api/runs", timeout=5)
+                return self
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 def watched_run(root: Path, run_id: str, agents: int, rounds: int) -> tuple[float, Dashboard]:
     """A run with a dashboard client attached from its first heartbeat on."""
-    with StudioThread(root) as server:
+    with StudioProcess(root) as server:
         dashboard = Dashboard(server, run_id)
         results: list[float] = []
         runner = threading.Thread(
