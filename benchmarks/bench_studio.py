@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import yaml
 
 from megasim.config import load_config
 from megasim.run import run_simulation
-from megasim.studio.server import StudioThread
+from megasim.studio.server import StudioThread, free_port
 
 
 def game_config(name: str, agents: int, rounds: int) -> dict[str, Any]:
@@ -144,9 +143,7 @@ class StudioProcess:
     benchmark's process would compete with the run for the GIL, which no user setup does)."""
 
     def __init__(self, root: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "megasim", "studio", "--runs", str(root)]
         self.process = subprocess.Popen(

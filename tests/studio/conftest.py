@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -78,12 +77,6 @@ def private_copy(runs: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def runs_copy(finished_runs: Path, tmp_path: Path) -> Path:
     return private_copy(finished_runs, tmp_path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class StudioServer(StudioThread):

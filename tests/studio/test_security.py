@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from megasim.studio.server import is_loopback, resolve_token
-from tests.studio.conftest import StudioServer, free_port
+from megasim.studio.server import free_port, is_loopback, resolve_token
+from tests.studio.conftest import StudioServer
 
 TOKEN = "s3cret-token-for-tests"
 

@@ -168,9 +168,6 @@ class AgentIndex:
         self._cursor().execute(f"COPY ({select}) TO '{escaped}' ({options})", params)
         return target
 
-    def close(self) -> None:
-        self._db.close()
-
 
 def _clipped(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():

@@ -130,10 +130,3 @@ def _studio_event(root: Path, kind: str, **data: Any) -> None:
     line = json.dumps({"time": time.time(), "event": kind, **data}) + "\n"
     with (folder / "events.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(line)
-
-
-def studio_events(root: Path) -> list[dict[str, Any]]:
-    path = root / ".studio" / "events.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

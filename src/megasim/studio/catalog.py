@@ -93,23 +93,7 @@ class RunCatalog:
     # --- derived ----------------------------------------------------------------------
     def state(self, run_id: str) -> str:
         """running / paused / stopping while a driver beats; else how the last attempt ended."""
-        events = self.events(run_id)
-        last_end = None
-        for event in events:
-            kind = event.get("event")
-            if kind in ("start", "resumed"):
-                last_end = None
-            elif kind in _LIFECYCLE_END:
-                last_end = _LIFECYCLE_END[kind]
-        if last_end is not None:
-            return last_end
-        status = self.status(run_id)
-        if status is not None and time.time() - float(status.get("time", 0)) < STALE_AFTER_S:
-            state = str(status.get("state", "running"))
-            return state if state in ("running", "paused", "stopping") else "running"
-        if status is None and events and time.time() - float(events[-1]["time"]) < STALE_AFTER_S:
-            return "running"  # started moments ago, no heartbeat yet
-        return "interrupted"
+        return run_state(self.events(run_id), self.status(run_id))
 
     def summary(self, run_id: str) -> dict[str, Any]:
         """One row of the runs page."""
@@ -117,42 +101,70 @@ class RunCatalog:
         metrics = self.metrics(run_id)
         events = self.events(run_id)
         status = self.status(run_id)
-        state = self.state(run_id)
-        started = next((e["time"] for e in events if e.get("event") == "start"), None)
-        agents = next((e.get("agents") for e in events if e.get("event") == "start"), None)
-        last = events[-1]["time"] if events else None
-        if state in ("running", "paused", "stopping") and status is not None:
-            last = status.get("time", last)
-        models = config.get("models") or {}
-        used = sorted({name for m in metrics for name in m.get("models", {})})
-        return {
-            "run_id": run_id,
-            "state": state,
-            "name": config.get("name"),
-            "scenario": config.get("scenario", "guess_two_thirds"),
-            "runtime": (config.get("runtime") or {}).get("kind", "local"),
-            "shards": (config.get("runtime") or {}).get("shards", 1),
-            "agents": agents,
-            "steps_done": len(metrics),
-            "steps_total": config.get("rounds"),
-            "step_in_progress": status.get("step") if status and status.get("in_step") else None,
-            "calls": sum(int(m.get("decisions", 0)) for m in metrics),
-            "tokens": sum(
-                int(m.get("tokens_in", 0)) + int(m.get("tokens_out", 0)) for m in metrics
-            ),
-            "errors": sum(int(m.get("errors", 0)) for m in metrics),
-            "invalid": sum(int(m.get("invalid", 0)) for m in metrics),
-            "started": started,
-            "duration_s": round(last - started, 1) if started and last else None,
-            "models": [
-                {
-                    "name": name,
-                    "backend": (models.get(name) or {}).get("backend"),
-                    "stand_in": (models.get(name) or {}).get("backend") in STAND_IN_BACKENDS,
-                }
-                for name in used
-            ],
-        }
+        state = run_state(events, status)
+        return _summary(run_id, config, metrics, events, status, state)
+
+
+def run_state(events: list[dict[str, Any]], status: dict[str, Any] | None) -> str:
+    """A run's state from its events and its last heartbeat (see ``RunCatalog.state``)."""
+    last_end = None
+    for event in events:
+        kind = event.get("event")
+        if kind in ("start", "resumed"):
+            last_end = None
+        elif kind in _LIFECYCLE_END:
+            last_end = _LIFECYCLE_END[kind]
+    if last_end is not None:
+        return last_end
+    if status is not None and time.time() - float(status.get("time", 0)) < STALE_AFTER_S:
+        state = str(status.get("state", "running"))
+        return state if state in ("running", "paused", "stopping") else "running"
+    if status is None and events and time.time() - float(events[-1]["time"]) < STALE_AFTER_S:
+        return "running"  # started moments ago, no heartbeat yet
+    return "interrupted"
+
+
+def _summary(
+    run_id: str,
+    config: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    status: dict[str, Any] | None,
+    state: str,
+) -> dict[str, Any]:
+    started = next((e["time"] for e in events if e.get("event") == "start"), None)
+    agents = next((e.get("agents") for e in events if e.get("event") == "start"), None)
+    last = events[-1]["time"] if events else None
+    if state in ("running", "paused", "stopping") and status is not None:
+        last = status.get("time", last)
+    models = config.get("models") or {}
+    used = sorted({name for m in metrics for name in m.get("models", {})})
+    return {
+        "run_id": run_id,
+        "state": state,
+        "name": config.get("name"),
+        "scenario": config.get("scenario", "guess_two_thirds"),
+        "runtime": (config.get("runtime") or {}).get("kind", "local"),
+        "shards": (config.get("runtime") or {}).get("shards", 1),
+        "agents": agents,
+        "steps_done": len(metrics),
+        "steps_total": config.get("rounds"),
+        "step_in_progress": status.get("step") if status and status.get("in_step") else None,
+        "calls": sum(int(m.get("decisions", 0)) for m in metrics),
+        "tokens": sum(int(m.get("tokens_in", 0)) + int(m.get("tokens_out", 0)) for m in metrics),
+        "errors": sum(int(m.get("errors", 0)) for m in metrics),
+        "invalid": sum(int(m.get("invalid", 0)) for m in metrics),
+        "started": started,
+        "duration_s": round(last - started, 1) if started and last else None,
+        "models": [
+            {
+                "name": name,
+                "backend": (models.get(name) or {}).get("backend"),
+                "stand_in": (models.get(name) or {}).get("backend") in STAND_IN_BACKENDS,
+            }
+            for name in used
+        ],
+    }
 
 
 def _yaml(text: str) -> Any:

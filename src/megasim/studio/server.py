@@ -12,6 +12,13 @@ from pathlib import Path
 import uvicorn
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -45,14 +52,10 @@ class StudioThread:
     ) -> None:
         from megasim.studio.app import create_app
 
-        if port == 0:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(runs, token, live_interval_s=live_interval_s)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
