@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,9 @@ def make_run(runs: Path, run_id: str, size: int = 3000, rounds: int = 3) -> Path
     source = runs / f"{run_id}.yaml"
     source.write_text(yaml.safe_dump(game_config(run_id, size, rounds)))
     config = load_config(source, {"out": str(runs)})
-    asyncio.run(run_simulation(config, run_id=run_id))
+    # Own thread: Playwright's sync API keeps an event loop running in the test thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run_simulation(config, run_id=run_id)).result()
     source.unlink()
     return runs / run_id
 

@@ -114,7 +114,13 @@
     drawModels();
   }
 
-  async function refreshStepData() {
+  // Called from the live channel and the step picker: a failure (the studio stopped, a
+  // request refused) is shown on the page, never left as an unhandled rejection.
+  function refreshStepData() {
+    return loadStepData().catch((e) => flash(document.getElementById("notice"), `cannot load the step's data: ${e.message}`, true));
+  }
+
+  async function loadStepData() {
     if (!steps.length) return;
     const step = histStep ?? steps[steps.length - 1].step;
     const v = await api(`/api/runs/${id}/values?step=${step}`);

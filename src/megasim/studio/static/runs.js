@@ -55,7 +55,10 @@
   }
 
   async function loadConfigs() {
-    const configs = await api("/api/configs");
+    let configs;
+    try { configs = await api("/api/configs"); } catch (e) {
+      document.getElementById("start-result").textContent = `cannot list configs: ${e.message}`; return;
+    }
     const select = document.getElementById("config");
     select.replaceChildren(...(configs.length ? configs.map((c) => el("option", {}, c))
       : [el("option", { value: "" }, "no YAML configs in the runs folder")]));
