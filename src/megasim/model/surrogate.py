@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from megasim.model.base import ChatRequest, ChatResponse
+from megasim.model.surrogate_grid import segregation_choice
 from megasim.seeding import mix64
 
 VARIANT_DEPTH = {"P1": 0.6, "P2": 1.2, "P3": 2.0, "P4": 2.5, "P5": 1.0}
@@ -111,7 +112,9 @@ class SurrogateModel:
         task = request.meta.get("task")
         if task in ("interview", "survey"):
             return ChatResponse(self.inquiry(request), self.name, 0, 0, self.latency_s)
-        if task == "opinion":
+        if task == "segregation":  # the grid scenario's stay-or-move rule
+            text = f"{LABEL} {segregation_choice(request)}"
+        elif task == "opinion":
             value = self.opinion(request)
             message = f"{LABEL} I now rate it {value:g}."
             text = f'{LABEL} {{"opinion": {value}, "message": "{message}"}}'
