@@ -228,8 +228,10 @@ def test_summary_table_fits_80_columns_at_a_million_agents() -> None:
     outcome = {"n": 1_000_000, "valid": 999_999, "mean": 31.49, "winner": 20.99}
     metrics = {"invalid": 1, "errors": 0, "tokens_in": 123_456_789, "tokens_out": 1, "wall_s": 9.74}
     console = Console(record=True, width=80)
-    console.print(summary_table([StepOutcome(step=1, outcome=outcome, metrics=metrics)]))
+    steps = [StepOutcome(step=1, outcome=outcome, metrics=metrics)]
+    console.print(summary_table(steps, ("winner", "winner")))
     text = console.export_text()
+    assert "20.99" in text
     assert "…" not in text
     assert "1000000" in text
     assert "123456790" in text

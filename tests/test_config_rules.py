@@ -108,9 +108,15 @@ def test_settings_of_another_scenario_are_an_error(write: Callable[..., Path]) -
     )
     chat = write({**BASE, "scenario": "chat_opinion", "game": {"ratio": 0.5}})
     assert "game: Value error, applies to scenario guess_two_thirds only" in error_of(chat)
-    # a resolved config.yaml holds both sections at their defaults: accepted
+    # a resolved config.yaml holds its own section only; one of megasim < 0.4 held every
+    # built-in's section at its defaults: accepted, the other scenario's section dropped
     stored = SimulationConfig.model_validate(BASE).model_dump(mode="json")
-    assert load_config(write(stored)).chat.window == 8
+    assert "game" in stored
+    assert "chat" not in stored
+    old = {**stored, "chat": {"statement": "x" * 3, "window": 8}}
+    assert "applies to scenario chat_opinion" in error_of(write(old))
+    old["chat"] = {"window": 8}
+    assert load_config(write(old)).scenario == "guess_two_thirds"
 
 
 def test_pins_of_shards_that_do_not_exist_are_an_error(write: Callable[..., Path]) -> None:

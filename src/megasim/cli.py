@@ -18,6 +18,7 @@ from megasim.cli_check import check as check_command
 from megasim.cli_population import population_app
 from megasim.config import ConfigError, SimulationConfig, inapplicable_settings, load_config
 from megasim.model.base import ModelSetupError
+from megasim.plugins import load_scenario_class
 from megasim.runtime.base import ProgressFn
 from megasim.simulation import StepListener, StepOutcome
 from megasim.store.run_dir import RunDirectoryError
@@ -55,26 +56,18 @@ def _fmt(value: object, digits: int = 2) -> str:
     )
 
 
-def summary_table(steps: list[StepOutcome]) -> Table:
+def summary_table(steps: list[StepOutcome], headline: tuple[str, str] | None = None) -> Table:
+    """Per-step counts; ``headline`` (the scenario's): (outcome key, column title) of the
+    number it shows per step, such as the game's winning number."""
     # compact (no vertical rules) and never truncated: a million-agent row fits 80 columns
     table = Table(title="Rounds", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    # the game's winning number, or in chat rooms the spread between room means
-    chat = bool(steps) and "room_spread" in steps[0].outcome
-    outcome_key, outcome_column = ("room_spread", "spread") if chat else ("winner", "winner")
-    for column in (
-        "round",
-        "agents",
-        "valid",
-        "invalid",
-        "errors",
-        "mean",
-        outcome_column,
-        "tokens",
-        "s",
-    ):
+    columns = ["round", "agents", "valid", "invalid", "errors", "mean"]
+    columns += [headline[1]] if headline else []
+    for column in (*columns, "tokens", "s"):
         table.add_column(column, justify="right", no_wrap=True)
     for s in steps:
         o, m = s.outcome, s.metrics
+        extra = [_fmt(o.get(headline[0]))] if headline else []
         table.add_row(
             str(s.step),
             str(o.get("n")),
@@ -82,7 +75,7 @@ def summary_table(steps: list[StepOutcome]) -> Table:
             str(m["invalid"]),
             str(m["errors"]),
             _fmt(o.get("mean")),
-            _fmt(o.get(outcome_key)),
+            *extra,
             str(m["tokens_in"] + m["tokens_out"]),
             _fmt(m["wall_s"]),
         )
@@ -159,7 +152,7 @@ def execute(
             f"`megasim resume {result.run_dir.path}`",
             highlight=False,
         )
-    console.print(summary_table(result.steps))
+    console.print(summary_table(result.steps, load_scenario_class(cfg.scenario).headline))
     used = sorted({name for s in result.steps for name in s.metrics["models"]})
     from megasim.report.models import STAND_IN_BACKENDS
 

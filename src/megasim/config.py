@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -26,62 +28,18 @@ from megasim.model.config import (
     ModelConfig,
     SurrogateModelConfig,
 )
+from megasim.plugins import (
+    ScenarioLoadError,
+    is_file_reference,
+    load_scenario_class,
+    registered_scenarios,
+)
 from megasim.population.spec import PopulationSpec
-from megasim.scenarios.guess_prompt_spec import AnswerMode, Memory, PromptSpec, check_prompts
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
 
 class ConfigError(Exception):
     """A configuration problem a user can fix; the message names the file and field."""
-
-
-class GameConfig(BaseModel):
-    """The p-beauty contest: winner = ratio x mean + offset, guesses in [low, high]."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ratio: float = Field(2 / 3, gt=0)
-    offset: float = 0.0
-    low: float = 0.0
-    high: float = Field(100.0, validate_default=True)  # so that a lone `low: 150` is checked
-    max_tokens: dict[str, int] = Field(
-        default_factory=dict, description="per prompt variant; unset variants use defaults"
-    )
-    repair: bool = Field(True, description="one repair call when an answer is unusable")
-    prompts: dict[str, PromptSpec] = Field(
-        default_factory=dict, description="prompts beyond the presets P1-P5, from parts"
-    )
-    parts: dict[str, str] = Field(default_factory=dict, description="reworded or new parts")
-    memory: Memory = Field("last_winner", description="none | last_winner | full history")
-    answer_mode: AnswerMode = Field(
-        "structured", description="structured: one JSON call; extract: free text + extraction"
-    )
-    disclose: str | None = Field(
-        None, description="population column whose counts per group the makeup part states"
-    )
-
-    @model_validator(mode="after")
-    def _prompts_compose(self) -> GameConfig:
-        check_prompts(self.prompts, self.parts)  # ValueError naming prompts.X / parts.X
-        return self
-
-    @field_validator("high")
-    @classmethod
-    def _bounds(cls, high: float, info: ValidationInfo) -> float:
-        low = info.data.get("low")  # absent when low itself is invalid
-        if low is not None and high <= low:
-            raise ValueError(f"high ({high}) must be greater than low ({low})")
-        return high
-
-
-class ChatConfig(BaseModel):
-    """The chat-room opinion scenario: rooms (groups) discuss ``statement``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    statement: str = Field("Cities should make public transport free for everyone.", min_length=1)
-    window: int = Field(8, ge=1, le=200, description="recent room posts each agent reads")
-    max_tokens: int = Field(96, ge=8, le=4096)
 
 
 class RuntimeConfig(BaseModel):
@@ -124,7 +82,7 @@ class RuntimeConfig(BaseModel):
 
 
 DEFAULT_MODELS: dict[str, ModelConfig] = {"smollm2": LocalModelConfig(backend="local")}
-_SECTION_SCENARIO = {"game": "guess_two_thirds", "chat": "chat_opinion"}
+DEFAULT_SCENARIO = "guess_two_thirds"
 
 
 class SimulationConfig(BaseModel):
@@ -133,11 +91,13 @@ class SimulationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "run"
-    scenario: Literal["guess_two_thirds", "chat_opinion"] = "guess_two_thirds"
+    scenario: str = Field(
+        DEFAULT_SCENARIO,
+        min_length=1,
+        description="a registered name, package.module:Class, or ./file.py:Class",
+    )
     seed: int = Field(0, ge=0, description="non-negative: numpy's seed sequences need it")
     rounds: int = Field(3, ge=1, le=10_000)
-    game: GameConfig = Field(default_factory=GameConfig)
-    chat: ChatConfig = Field(default_factory=ChatConfig)
     population: PopulationSpec | None = Field(
         None, description="sample personas from this spec at the start of the run"
     )
@@ -157,19 +117,6 @@ class SimulationConfig(BaseModel):
         if len(name) > 100 or not re.fullmatch(RUN_ID_PATTERN, name):
             raise ValueError(f"{name!r} cannot start a run id ({RUN_ID_RULE}, at most 100)")
         return name
-
-    @field_validator("game", "chat")
-    @classmethod
-    def _section_of_this_scenario(
-        cls, section: GameConfig | ChatConfig, info: ValidationInfo
-    ) -> GameConfig | ChatConfig:
-        """Settings of another scenario are an error, not silently ignored (defaults pass:
-        a stored config.yaml holds both sections)."""
-        owner = _SECTION_SCENARIO[str(info.field_name)]
-        scenario = info.data.get("scenario")
-        if scenario is not None and scenario != owner and section != type(section)():
-            raise ValueError(f"applies to scenario {owner} only; this run's scenario is {scenario}")
-        return section
 
     @field_validator("default_model")
     @classmethod
@@ -192,9 +139,100 @@ class SimulationConfig(BaseModel):
             self.default_model = next(iter(self.models))
         return self
 
+    # --- the scenario's own section -------------------------------------------------------
+    @classmethod
+    def model_validate(
+        cls, obj: Any, *, strict: bool | None = None, **kwargs: Any
+    ) -> SimulationConfig:
+        """Validate with the scenario's own settings section: the scenario named in
+        ``obj`` is found first (see megasim.plugins), and its ``section`` becomes a field
+        of a config model made for it, so its errors name ``section.field`` like any
+        other and an unknown key is still an error."""
+        if cls is not SimulationConfig or not isinstance(obj, Mapping):
+            return super().model_validate(obj, strict=strict, **kwargs)
+        reference = obj.get("scenario", DEFAULT_SCENARIO)
+        if not isinstance(reference, str) or not reference.strip():
+            return super().model_validate(obj, strict=strict, **kwargs)  # a type error
+        try:
+            model = config_model(reference)
+        except ScenarioLoadError as exc:
+            raise _field_error("scenario", reference, str(exc)) from None
+        data = _without_stale_sections(dict(obj), model)
+        return model.model_validate(data, strict=strict, **kwargs)
+
+    @property
+    def scenario_settings(self) -> Any:
+        """The scenario's validated settings (its ``section``), or None if it has none."""
+        section = load_scenario_class(self.scenario).section
+        return None if section is None else getattr(self, section)
+
+
+def _field_error(field: str, value: object, message: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "SimulationConfig",
+        [{"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": message}}],
+    )
+
+
+@functools.cache
+def config_model(reference: str) -> type[SimulationConfig]:
+    """SimulationConfig plus the section of the scenario ``reference`` names (cached)."""
+    scenario = load_scenario_class(reference)
+    section, settings = scenario.section, scenario.settings_model
+    if section is None or settings is None:
+        return SimulationConfig
+    if section in SimulationConfig.model_fields:
+        raise ScenarioLoadError(
+            f"{reference}: section {section!r} clashes with the run config's own field"
+        )
+    fields: dict[str, Any] = {section: (settings, Field(default_factory=settings))}
+    return create_model(f"{scenario.__name__}RunConfig", __base__=SimulationConfig, **fields)
+
+
+def _without_stale_sections(data: dict[str, Any], model: type[SimulationConfig]) -> dict[str, Any]:
+    """Another registered scenario's section: an error naming its scenario when it holds
+    settings, dropped when it holds only defaults (run directories of megasim < 0.4
+    stored every built-in's section)."""
+    for key in [k for k in data if k not in model.model_fields]:
+        owner = _owner_of_section(key)
+        if owner is None:
+            continue  # an unknown key: the usual "extra inputs" error
+        name, settings = owner
+        value = data[key]
+        try:
+            is_default = value is None or settings.model_validate(value) == settings()
+        except ValidationError:
+            is_default = False
+        if not is_default:
+            scenario = data.get("scenario", DEFAULT_SCENARIO)
+            raise _field_error(
+                key, value, f"applies to scenario {name} only; this run's scenario is {scenario}"
+            )
+        del data[key]
+    return data
+
+
+def _owner_of_section(key: str) -> tuple[str, type[BaseModel]] | None:
+    for name in registered_scenarios():
+        try:
+            scenario = load_scenario_class(name)
+        except ScenarioLoadError:
+            continue
+        if scenario.section == key and scenario.settings_model is not None:
+            return name, scenario.settings_model
+    return None
+
+
+def load_stored_config(path: Path) -> SimulationConfig:
+    """A run directory's config.yaml (written resolved by the run itself)."""
+    data = read_yaml(path)
+    try:
+        return SimulationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc, data)) from exc
+
 
 _RAY_ONLY = ("address", "cpus_per_shard", "placement", "shard_resources", "max_shard_restarts")
-_KEYED_SCENARIOS = ("chat_opinion",)  # scenarios whose environment has keyed state
 # settings every backend accepts but only LLM backends use (the stand-ins make no calls)
 _SHARED = set(LocalModelConfig.model_fields) & set(SurrogateModelConfig.model_fields)
 _CALL_SETTINGS = tuple(sorted(_SHARED - {"backend"}))
@@ -211,7 +249,7 @@ def inapplicable_settings(config: SimulationConfig) -> list[str]:
         for name in _RAY_ONLY:
             if getattr(runtime, name) != getattr(defaults, name):
                 notes.append(f"runtime.{name}: applies to kind ray only; ignored (kind local)")
-    if runtime.env_partitions != 1 and config.scenario not in _KEYED_SCENARIOS:
+    if runtime.env_partitions != 1 and not load_scenario_class(config.scenario).keyed_state:
         notes.append(
             f"runtime.env_partitions: scenario {config.scenario} has no keyed state; ignored"
         )
@@ -330,6 +368,10 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     stays as short as it can (the driver makes it absolute before any actor sees it)."""
     data = dict(data)
     data["out_dir"] = _from_config_dir(base, data.get("out_dir", "runs"), absolute=False)
+    scenario = data.get("scenario")
+    if isinstance(scenario, str) and is_file_reference(scenario):  # ./my_world.py:MyWorld
+        path, _, attribute = scenario.strip().rpartition(":")
+        data["scenario"] = f"{_from_config_dir(base, path, absolute=True)}:{attribute}"
     if "population_file" in data:
         data["population_file"] = _from_config_dir(base, data["population_file"], True)
     models = data.get("models")

@@ -237,6 +237,7 @@ def test_render_report(run: Run) -> None:
         "low": 0.0,
         "high": 100.0,
         "scored": True,
+        "label": "Guesses",
     }
     assert [r["step"] for r in summary["rounds"]] == [1, 2, 3]
     assert summary["rounds"][0]["mean"] == approx(round_table(run.path)[0].mean or 0.0)

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
+import yaml
 
 from tests.runtime.conftest import WORKER_PORTS, node_command
 
@@ -23,7 +25,7 @@ pytest.importorskip("ray")
 import ray
 from ray.exceptions import RayActorError
 
-from megasim.config import SimulationConfig
+from megasim.config import SimulationConfig, load_config
 from megasim.model.fake_server import FakeServer
 from megasim.run import build_population, run_simulation
 from megasim.runtime.ray_runtime import NodeGoneError, RayRuntime
@@ -408,3 +410,27 @@ async def test_studio_watches_a_ray_run_and_restarts_a_shard(cluster: str, tmp_p
         SimulationConfig.model_validate(config_data(tmp_path / "local", rounds=4)), run_id="l"
     )
     assert same_decisions(result.run_dir, local.run_dir)
+
+
+async def test_a_users_file_scenario_runs_on_two_nodes_like_locally(
+    cluster: str, tmp_path: Path
+) -> None:
+    """``scenario: ./file.py:Class``: each shard actor imports the user's file itself (the
+    config travels as data with the path made absolute), and the decisions match local."""
+    from tests.test_plugins import EXAMPLE
+    from tests.test_plugins import config_data as plugin_config
+
+    shutil.copy(EXAMPLE / "public_goods.py", tmp_path / "public_goods.py")
+    source = tmp_path / "run.yaml"
+    data = plugin_config("./public_goods.py:PublicGoods", tmp_path / "runs", rounds=3)
+    source.write_text(yaml.safe_dump(data))
+    local = await run_simulation(load_config(source), run_id="local")
+    ray_data = {**data, "runtime": {"kind": "ray", "address": cluster, "shards": 2}}
+    ray_data["runtime"]["shard_resources"] = {0: {"head_node": 0.01}, 1: {"worker_node": 0.01}}
+    ray_data["runtime"]["cpus_per_shard"] = 0
+    source.write_text(yaml.safe_dump(ray_data))
+    distributed = await run_simulation(load_config(source), run_id="ray")
+    nodes = {s["node"] for m in distributed.run_dir.read_metrics() for s in m["shards"]}
+    assert len(nodes) == 2
+    assert same_decisions(local.run_dir, distributed.run_dir)
+    assert [s.outcome["pot"] for s in local.steps] == [s.outcome["pot"] for s in distributed.steps]

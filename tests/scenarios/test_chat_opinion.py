@@ -133,7 +133,7 @@ async def test_report_of_a_chat_run_shows_opinions_without_winners(tmp_path: Pat
     console = Console(record=True, width=80)
     render_report(result.run_dir.path, console)
     text = console.export_text()
-    assert "Opinions" in text
+    assert "Stated opinions" in text
     assert "stated opinions" in text
     assert "Winner" not in text
     assert "winning" not in text

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from megasim.cli import app
-from megasim.config import ConfigError, GameConfig, load_config
+from megasim.config import ConfigError, load_config
+from megasim.scenarios.guess_settings import GameConfig
 from megasim.env.guess_game import GuessObservation
 from megasim.run import run_simulation
 from megasim.scenarios.guess_prompt_spec import PARTS, PromptSpec

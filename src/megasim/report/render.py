@@ -20,6 +20,7 @@ from megasim.report.summary import (
     breakdown,
     load_game,
     round_table,
+    run_scenario,
     summary_payload,
 )
 
@@ -139,6 +140,15 @@ def breakdown_table(
     return table
 
 
+def scenario_report(run_dir: Path, out: Path, console: Console) -> list[Path]:
+    """The run's scenario's own tables and plots (its ``report`` hook)."""
+    if not (run_dir / "config.yaml").is_file():
+        return []
+    scenario, _ = run_scenario(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return list(scenario.report(run_dir, out, console))
+
+
 def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) -> list[Path]:
     """Print the run's tables, write plots and ``summary.json``; return every file written.
 
@@ -165,8 +175,8 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
         )
         console.print(guesses_table(rounds))
     else:
-        console.print(f"[bold]Steps of {escape(run_dir.name)}[/bold]: stated opinions")
-        console.print(guesses_table(rounds, title="Opinions", with_winner=False))
+        console.print(f"[bold]Steps of {escape(run_dir.name)}[/bold]: {escape(game.label.lower())}")
+        console.print(guesses_table(rounds, title=game.label, with_winner=False))
     console.print(models_table(models))
     console.print(cost_table(rounds))
     for by, rows in breakdowns.items():
@@ -174,6 +184,7 @@ def render_report(run_dir: Path, console: Console, out_dir: Path | None = None) 
             console.print(breakdown_table(by, rows, models))
 
     paths = write_plots(run_dir, out)
+    paths += scenario_report(run_dir, out, console)
     summary = out / "summary.json"
     payload = summary_payload(run_dir, rounds, breakdowns)
     payload["models"] = {name: info.as_json() for name, info in models.items()}

@@ -1,4 +1,4 @@
-"""Per-round statistics of a p-beauty-contest run, aggregated by DuckDB straight from Parquet.
+"""Per-round statistics of a run's decision values, aggregated by DuckDB straight from Parquet.
 
 All aggregation happens inside DuckDB so a report over million-agent rounds never
 materialises the decisions as Python objects; only one small row per round (or per
@@ -15,6 +15,11 @@ from typing import Any, Literal
 
 import duckdb
 import yaml
+from pydantic import ValidationError
+
+from megasim.config import DEFAULT_SCENARIO, format_validation_error
+from megasim.plugins import ScenarioLoadError, make_scenario
+from megasim.scenarios.base import Scenario, ValueScale
 
 BreakdownKey = Literal["model", "group", "prompt_variant"]
 BREAKDOWN_KEYS: tuple[BreakdownKey, ...] = ("model", "group", "prompt_variant")
@@ -43,21 +48,7 @@ class ReportError(Exception):
     """A run directory cannot be reported on (missing, no step files, unreadable Parquet)."""
 
 
-@dataclass(slots=True, frozen=True)
-class GameParams:
-    """The game rules a run was played with, so the report recomputes the same winners."""
-
-    ratio: float = 2 / 3
-    offset: float = 0.0
-    low: float = 0.0
-    high: float = 100.0
-    scored: bool = True  # False for scenarios without a winner (chat: values are opinions)
-
-    def winner(self, mean: float | None) -> float | None:
-        """Winning number ``ratio * mean + offset``; None when nobody answered validly."""
-        if mean is None or not self.scored:
-            return None
-        return self.ratio * mean + self.offset
+GameParams = ValueScale  # the name reports have always used for it
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,38 +99,45 @@ class BreakdownRow:
     winner: float | None
 
 
-def load_game(run_dir: Path) -> GameParams:
-    """Read ``game.{ratio,offset,low,high}`` from config.yaml, falling back to the defaults."""
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's stored config.yaml as plain data ({} when there is none)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        return GameParams()
+        return {}
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         raise ReportError(f"cannot parse {path}: {exc}") from exc
-    if (
-        isinstance(config, dict)
-        and config.get("scenario", "guess_two_thirds") != "guess_two_thirds"
-    ):
-        return GameParams(scored=False)
-    game = config.get("game") if isinstance(config, dict) else None
-    if not isinstance(game, dict):
-        return GameParams()
-    default = GameParams()
+    if not isinstance(config, dict):
+        raise ReportError(f"{path}: expected a mapping at the top level")
+    return config
 
-    def num(name: str, fallback: float) -> float:
-        raw = game.get(name)
-        return fallback if raw is None else float(raw)
 
+def run_scenario(run_dir: Path) -> tuple[Scenario, Any]:
+    """The run's scenario (named in config.yaml) and its validated settings section."""
+    path = Path(run_dir) / "config.yaml"
+    config = read_run_config(run_dir)
     try:
-        return GameParams(
-            ratio=num("ratio", default.ratio),
-            offset=num("offset", default.offset),
-            low=num("low", default.low),
-            high=num("high", default.high),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ReportError(f"non-numeric game parameter in {path}: {exc}") from exc
+        scenario = make_scenario(str(config.get("scenario", DEFAULT_SCENARIO)))
+    except ScenarioLoadError as exc:
+        raise ReportError(f"{path}: scenario: {exc}") from exc
+    section, model = scenario.section, scenario.settings_model
+    if section is None or model is None:
+        return scenario, None
+    try:
+        return scenario, model.model_validate(config.get(section) or {})
+    except ValidationError as exc:
+        where = f"{path}: {section}"
+        raise ReportError(format_validation_error(where, exc, config.get(section))) from exc
+
+
+def load_game(run_dir: Path) -> GameParams:
+    """How to read the run's values: its scenario's ``value_scale`` of its settings (the
+    guessing game's defaults when the run has no config.yaml)."""
+    if not (Path(run_dir) / "config.yaml").is_file():
+        return GameParams()
+    scenario, settings = run_scenario(run_dir)
+    return scenario.value_scale(settings)
 
 
 def step_files(run_dir: Path) -> list[Path]:

@@ -1,17 +1,12 @@
-"""Built-in scenarios, by name."""
+"""Scenarios: the built-ins, and how a config's ``scenario:`` reference becomes one."""
 
 from __future__ import annotations
 
+from megasim.plugins import make_scenario
 from megasim.scenarios.base import Scenario
 
 
-def get_scenario(name: str) -> Scenario:
-    if name == "guess_two_thirds":
-        from megasim.scenarios.guess_two_thirds import GuessTwoThirds
-
-        return GuessTwoThirds()
-    if name == "chat_opinion":
-        from megasim.scenarios.chat_opinion import ChatOpinion
-
-        return ChatOpinion()
-    raise KeyError(f"unknown scenario {name!r}")
+def get_scenario(reference: str) -> Scenario:
+    """The scenario a run config names: a registered name, ``module:Class`` or
+    ``path/file.py:Class`` (see megasim.plugins); a ScenarioLoadError if none."""
+    return make_scenario(reference)

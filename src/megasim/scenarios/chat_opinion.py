@@ -20,13 +20,14 @@ from megasim.env.chatroom import ChatObservation, ChatRoom
 from megasim.env.group_stats import group_sizes
 from megasim.model.base import ChatRequest, ModelClient
 from megasim.model.parsing import parse_guess
+from megasim.scenarios.base import Scenario, ValueScale, settings_of
 from megasim.scenarios.chat_prompts import build_chat_prompt, parse_message, room_block
+from megasim.scenarios.chat_settings import ChatConfig
 from megasim.scenarios.guess_prompts import describe_background
 from megasim.seeding import CallSeeds, derive_seed, unit_float
 
 if TYPE_CHECKING:
     from megasim.config import SimulationConfig
-    from megasim.simulation import Simulation
 
 OPINION_COLUMN = "opinion"
 _LOW, _HIGH = 0.0, 100.0
@@ -131,17 +132,25 @@ class ChatAgent(Agent):
         )
 
 
-class ChatOpinion:
+class ChatOpinion(Scenario):
     """Scenario object for ``scenario: chat_opinion``."""
 
     name = "chat_opinion"
+    section = "chat"
+    settings_model = ChatConfig
+    headline = ("room_spread", "spread")  # highest minus lowest room mean
+    keyed_state = True
+
+    def value_scale(self, settings: Any) -> ValueScale:
+        return ValueScale(low=_LOW, high=_HIGH, scored=False, label="Stated opinions")
 
     def build_env(self, config: SimulationConfig, population: pa.Table) -> ChatRoom:
+        chat = settings_of(config, ChatConfig)
         return ChatRoom(
             room_sizes=group_sizes(population),
             steps=config.rounds,
-            statement=config.chat.statement,
-            window=config.chat.window,
+            statement=chat.statement,
+            window=chat.window,
             low=_LOW,
             high=_HIGH,
             seed=config.seed,
@@ -151,7 +160,7 @@ class ChatOpinion:
         self, config: SimulationConfig, population: pa.Table, models: Mapping[str, ModelClient]
     ) -> list[Agent]:
         personas = PersonaTable(population)
-        book = RoomBook(config.seed, config.chat.max_tokens)
+        book = RoomBook(config.seed, settings_of(config, ChatConfig).max_tokens)
         ids = population.column("agent_id").to_pylist()
         groups = population.column("group").to_pylist()
         names = population.column("model").to_pylist()
@@ -171,6 +180,3 @@ class ChatOpinion:
         if outside:
             return [f"column {OPINION_COLUMN!r}: {outside} values outside [0, 100]"]
         return []
-
-    async def run(self, sim: Simulation) -> None:
-        await sim.step_until(sim.config.rounds)  # a resumed run continues where it was

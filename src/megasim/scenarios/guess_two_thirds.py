@@ -17,6 +17,7 @@ from megasim.agent import Agent, Decision, PersonaTable
 from megasim.env.group_stats import group_sizes
 from megasim.env.guess_game import GuessGame, GuessObservation
 from megasim.model.base import ChatRequest, ModelClient
+from megasim.scenarios.base import Scenario, ValueScale, settings_of
 from megasim.scenarios.guess_answers import (
     REPAIR_SEPARATOR,
     answer_extract,
@@ -31,11 +32,11 @@ from megasim.scenarios.guess_prompts import (
     compose,
     describe_background,
 )
+from megasim.scenarios.guess_settings import GameConfig
 from megasim.seeding import CallSeeds
 
 if TYPE_CHECKING:
-    from megasim.config import GameConfig, SimulationConfig
-    from megasim.simulation import Simulation
+    from megasim.config import SimulationConfig
 
 __all__ = ["REPAIR_SEPARATOR", "GuessAgent", "GuessTwoThirds", "PromptBook", "repair_instruction"]
 
@@ -189,14 +190,26 @@ class GuessAgent(Agent):
         return decision
 
 
-class GuessTwoThirds:
+def game_settings(config: SimulationConfig) -> GameConfig:
+    """The ``game:`` section of a guessing-game run's config."""
+    return settings_of(config, GameConfig)
+
+
+class GuessTwoThirds(Scenario):
     """Scenario object: how to build the environment and agents, and the round loop."""
 
     name = "guess_two_thirds"
+    section = "game"
+    settings_model = GameConfig
+    headline = ("winner", "winner")
     variants = VARIANTS
 
+    def value_scale(self, settings: Any) -> ValueScale:
+        game = settings if isinstance(settings, GameConfig) else GameConfig()
+        return ValueScale(game.ratio, game.offset, game.low, game.high)
+
     def build_env(self, config: SimulationConfig, population: pa.Table) -> GuessGame:
-        game = config.game
+        game = game_settings(config)
         settings: dict[str, Any] = {
             "group_sizes": group_sizes(population),
             "rounds": config.rounds,
@@ -222,7 +235,8 @@ class GuessTwoThirds:
         models: Mapping[str, ModelClient],
     ) -> list[Agent]:
         personas = PersonaTable(population)
-        style = style_of(config.game)
+        game = game_settings(config)
+        style = style_of(game)
         variants = population.column("prompt_variant").to_pylist()
         unknown = sorted({str(v) for v in variants} - set(style.known()))
         if unknown:
@@ -230,9 +244,9 @@ class GuessTwoThirds:
 
             raise ConfigError(
                 f"population: unknown prompt variants {unknown}; known: presets "
-                f"{list(VARIANTS)} and game.prompts {sorted(config.game.prompts)}"
+                f"{list(VARIANTS)} and game.prompts {sorted(game.prompts)}"
             )
-        book = PromptBook(config.seed, config.game.max_tokens, config.game.repair, style)
+        book = PromptBook(config.seed, game.max_tokens, game.repair, style)
         ids = population.column("agent_id").to_pylist()
         groups = population.column("group").to_pylist()
         model_names = population.column("model").to_pylist()
@@ -252,6 +266,3 @@ class GuessTwoThirds:
         if odd:
             return [f"unknown prompt variants {odd}; known: {list(VARIANTS)} and game.prompts"]
         return []
-
-    async def run(self, sim: Simulation) -> None:
-        await sim.step_until(sim.config.rounds)  # a resumed run continues where it was

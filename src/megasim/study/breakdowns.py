@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
+from megasim.scenarios.guess_two_thirds import game_settings
 from megasim.study.spec import Cell
 
 _WINS = """
@@ -59,7 +60,7 @@ def win_rows(cell: Cell, path: Path) -> list[dict[str, Any]]:
     files = _files(path)
     if not files:
         return []
-    game = cell.config.game
+    game = game_settings(cell.config)
     params = {"files": files, "ratio": game.ratio, "offset": game.offset}
     return [{"cell": cell.id, **row} for row in _query(_WINS, params)]
 
@@ -70,7 +71,8 @@ def attribute_rows(cell: Cell, path: Path, columns: list[str]) -> list[dict[str,
     if not files or not population.is_file():
         return []
     names = set(pq.read_schema(population).names)
-    wanted = [*columns, *([cell.config.game.disclose] if cell.config.game.disclose else [])]
+    disclose = game_settings(cell.config).disclose
+    wanted = [*columns, *([disclose] if disclose else [])]
     rows: list[dict[str, Any]] = []
     for column in dict.fromkeys(c for c in wanted if c in names and c != "agent_id"):
         quoted = '"' + column.replace('"', '""') + '"'

@@ -23,7 +23,7 @@ from megasim.env.guess_game import GuessObservation
 from megasim.model.parsing import parse_guess
 from megasim.scenarios.guess_answers import EXTRACT_MAX_TOKENS, EXTRACT_TRIES
 from megasim.scenarios.guess_prompts import compose
-from megasim.scenarios.guess_two_thirds import style_of
+from megasim.scenarios.guess_two_thirds import game_settings, style_of
 from megasim.study.runner import cell_state
 from megasim.study.spec import Cell, Study
 
@@ -59,7 +59,7 @@ def _scripted(cell: Cell, name: str) -> tuple[float, float]:
     """Calls and output tokens per decision of a scripted model, from its answers."""
     model = cell.config.models[name]
     answers: list[str] = list(getattr(model, "responses", ["33"]))
-    game = cell.config.game
+    game = game_settings(cell.config)
     calls = tokens = 0.0
     for text in answers:
         parsed = parse_guess(text, game.low, game.high)
@@ -76,7 +76,7 @@ def _scripted(cell: Cell, name: str) -> tuple[float, float]:
 def _llm(cell: Cell) -> tuple[float, float, float]:
     """Calls, input and output tokens per decision of an LLM (see module docstring)."""
     config = cell.config
-    game = config.game
+    game = game_settings(config)
     style = style_of(game)
     variant = str(cell.settings.get("prompt", "P1"))
     if variant not in style.known():

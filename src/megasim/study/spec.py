@@ -30,6 +30,7 @@ from megasim.config import (
     resolve_paths,
 )
 from megasim.scenarios.guess_prompt_spec import PRESETS, AnswerMode, Memory
+from megasim.scenarios.guess_two_thirds import game_settings
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
 
@@ -316,7 +317,7 @@ def _cell(
     except ValidationError as exc:
         raise StudyError(format_validation_error(where, exc, data)) from exc
     prompt = settings.get("prompt")
-    if prompt is not None and prompt not in (*PRESETS, *config.game.prompts):
-        known = [*PRESETS, *config.game.prompts]
+    if prompt is not None and prompt not in (*PRESETS, *game_settings(config).prompts):
+        known = [*PRESETS, *game_settings(config).prompts]
         raise StudyError(f"{where}: grid.prompt: unknown prompt {prompt!r}; known: {known}")
     return Cell(cell_id, index, settings, config)

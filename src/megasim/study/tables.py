@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from megasim.report.models import STAND_IN_BACKENDS
 from megasim.scenarios.guess_answers import EXTRACT_SEPARATOR, REPAIR_SEPARATOR
+from megasim.scenarios.guess_two_thirds import game_settings
 from megasim.study.spec import Cell
 
 _PER_ROUND = """
@@ -64,21 +65,22 @@ def cell_rows(cell: Cell, path: Path) -> list[dict[str, Any]]:
     config = cell.config
     model, backend = cell_model(cell)
     population = config.population_file or "spec"
+    game = game_settings(config)
     fixed = {
         "cell": cell.id,
         "model": model,
         "backend": backend,
         "stand_in": backend in STAND_IN_BACKENDS,
-        "ratio": config.game.ratio,
-        "offset": config.game.offset,
+        "ratio": game.ratio,
+        "offset": game.offset,
         "temperature": config.models[model].temperature,
         "population": Path(population).stem if population != "spec" else "spec",
         "agents": config.population.size if config.population else None,
         "rounds": config.rounds,
         "groups": config.population.groups if config.population else None,
         "seed": config.seed,
-        "memory": config.game.memory,
-        "answer_mode": config.game.answer_mode,
+        "memory": game.memory,
+        "answer_mode": game.answer_mode,
     }
     rows = []
     for values in result.fetchall():
@@ -89,7 +91,7 @@ def cell_rows(cell: Cell, path: Path) -> list[dict[str, Any]]:
             row |= {"model": "+".join(used), "backend": "+".join(backends),
                     "stand_in": any(b in STAND_IN_BACKENDS for b in backends)}  # fmt: skip
         mean = row["mean"]
-        winner = None if mean is None else config.game.ratio * mean + config.game.offset
+        winner = None if mean is None else game.ratio * mean + game.offset
         rows.append({**fixed, **row, "winner": winner, "invalid": row["n"] - row["valid"]})
     return rows
 
