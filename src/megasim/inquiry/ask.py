@@ -27,6 +27,7 @@ from megasim.inquiry.base import INQUIRY_SCHEMA, InquiryError, Question
 from megasim.inquiry.prompt import answer_schema, build_messages, read_answer
 from megasim.model.base import ChatRequest, ChatResponse, ModelClient
 from megasim.model.factory import build_models
+from megasim.plugins import load_scenario_class
 from megasim.runtime.checkpoint import CheckpointStore
 from megasim.seeding import derive_seed
 
@@ -114,10 +115,12 @@ async def ask_agents(
     meta |= {"low": question.low, "high": question.high}
     max_tokens = _MAX_TOKENS_STRUCTURED if question.structured else _MAX_TOKENS_FREE
 
+    scenario = load_scenario_class(config.scenario).name  # not a file path or module
+
     async def one(agent_id: int) -> tuple[int, tuple[Any, ...], ChatResponse]:
         persona = personas[agent_id]
         messages = build_messages(
-            question, config.scenario, persona, history[agent_id], states.get(agent_id)
+            question, scenario, persona, history[agent_id], states.get(agent_id)
         )
         request = ChatRequest(
             messages,
