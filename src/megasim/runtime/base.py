@@ -63,6 +63,7 @@ class ShardStepResult:
     messages: list[Message] = field(default_factory=list)  # sent this step, for routing
     model_layer: dict[str, Any] = field(default_factory=dict)  # actor's model counters (Ray)
     answers: dict[str, Any] = field(default_factory=dict)  # histogram and per-key sums
+    active: int | None = None  # agents that acted (sparse activation); None: all of them
 
 
 def model_layer_metrics(models: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from megasim.activity import ActivityPlan, ActivitySettings
 from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment, KeyedStore
 from megasim.message import Message
@@ -59,12 +61,16 @@ class AgentShard:
         env: Environment,
         run_dir: RunDirectory,
         store: KeyedStore | None = None,
+        activity: ActivityPlan | None = None,
     ) -> None:
         self.index = index
         self.agents = list(agents)
         self.env = env
         self.run_dir = run_dir
         self.store = store  # keyed shared state, for environments that have it
+        self.activity = activity  # None: the environment's ``activity`` if any, else all
+        self._id_array: npt.NDArray[np.int64] | None = None
+        self._acting: list[Agent] = []
         self.mailbox = Mailbox()
         for agent in self.agents:
             agent.mailbox = self.mailbox
@@ -89,13 +95,18 @@ class AgentShard:
     ) -> ShardStepResult:
         started = time.perf_counter()
         self.env.restore(env_snapshot)
-        if self.store is not None:  # only the keys this shard's agents observe
-            self.env.load_keyed(await self.store.read(self.env.keys_for(self.agents)))
+        acting = self.acting(step)
+        if self.store is not None:  # only the keys this shard's active agents observe
+            self.env.load_keyed(await self.store.read(self.env.keys_for(acting)))
+            more = getattr(self.env, "keys_after", None)  # keys that depend on those read
+            while callable(more) and (keys := more()):
+                self.env.load_keyed(await self.store.read(keys))
         self.env.prepare()
         self.mailbox.step = step
         self.mailbox.deliver(inbox)
-        decisions, tasks = await self._run_agents(progress)
-        table = pa.Table.from_pydict(self._columns(step, decisions), schema=DECISION_SCHEMA)
+        decisions, tasks = await self._run_agents(acting, progress)
+        columns = self._columns(step, acting, decisions)
+        table = pa.Table.from_pydict(columns, schema=DECISION_SCHEMA)
         prompts = distinct_prompts(decisions)
         del decisions  # the table holds everything from here on
         self.run_dir.write_decisions(step, self.index, table)
@@ -107,6 +118,7 @@ class AgentShard:
             shard=self.index,
             step=step,
             agents=len(self.agents),
+            active=len(acting),
             partial=self.env.reduce(decision_batch(table)),
             models=model_stats(table),
             wall_s=time.perf_counter() - started,
@@ -115,22 +127,56 @@ class AgentShard:
             answers=summarize_answers(table, self.env.answer_range()),
         )
 
-    async def _run_agents(self, progress: ProgressFn | None) -> tuple[list[Decision], int]:
+    def acting(self, step: int) -> Sequence[Agent]:
+        """The agents that act in ``step``: the activity plan's mask (sparse activation),
+        minus those the environment holds back (``env.acting(step, ids)``, e.g. removed
+        accounts). Inactive agents make no model call and get no decision row."""
+        plan = self.activity
+        if plan is None:
+            settings = getattr(self.env, "activity", None)  # until the config carries it
+            if isinstance(settings, ActivitySettings) and not settings.everyone:
+                seed = int(self.env.state.get("seed", 0))
+                plan = self.activity = ActivityPlan.for_agents(settings, seed, self.agents)
+        mask = plan.mask(step) if plan is not None else None
+        held_back = getattr(self.env, "acting", None)
+        if callable(held_back):
+            ids = plan.agent_ids if plan is not None else self._ids()
+            allowed = held_back(step, ids)
+            if allowed is not None:
+                mask = allowed if mask is None else mask & allowed
+        if mask is None:
+            return self.agents
+        agents = self.agents
+        # kept until the next step's list exists: environments may cache keys_for results
+        # by id(list), and a freed list's id could be reused by the next one
+        self._acting = [agents[i] for i in np.flatnonzero(mask).tolist()]
+        return self._acting
+
+    def _ids(self) -> npt.NDArray[np.int64]:
+        ids = self._id_array
+        if ids is None or ids.size != len(self.agents):
+            ids = np.fromiter((a.id for a in self.agents), np.int64, len(self.agents))
+            self._id_array = ids
+        return ids
+
+    async def _run_agents(
+        self, agents: Sequence[Agent], progress: ProgressFn | None
+    ) -> tuple[list[Decision], int]:
         # The loop allocates millions of short-lived acyclic objects; letting the cyclic
         # collector run during it re-scans every live agent each time (measured: ~30%).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return await self._run_agents_unmanaged(progress)
+            return await self._run_agents_unmanaged(agents, progress)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
     async def _run_agents_unmanaged(
-        self, progress: ProgressFn | None
+        self, agents: Sequence[Agent], progress: ProgressFn | None
     ) -> tuple[list[Decision], int]:
         observe = self.env.observe
-        decisions: list[Decision | None] = [None] * len(self.agents)
+        decisions: list[Decision | None] = [None] * len(agents)
         tasks: list[tuple[int, asyncio.Future[Decision]]] = []
         done = [0]
         last_report = [time.perf_counter()]
@@ -155,7 +201,7 @@ class AgentShard:
         driver: TaskFreeDriver[Decision] = TaskFreeDriver(record)
         task_free: dict[int, bool] = {}  # per model object, looked up once
         inline = 0  # agents finished on the first send, counted here, not via record()
-        for i, agent in enumerate(self.agents):
+        for i, agent in enumerate(agents):
             model = agent.model
             free = task_free.get(id(model))
             if free is None:
@@ -197,8 +243,9 @@ class AgentShard:
         lost = failed_decision(RuntimeError("lost"))
         return [d if d is not None else lost for d in decisions], len(tasks)
 
-    def _columns(self, step: int, decisions: Sequence[Decision]) -> dict[str, list[Any]]:
-        agents = self.agents
+    def _columns(
+        self, step: int, agents: Sequence[Agent], decisions: Sequence[Decision]
+    ) -> dict[str, list[Any]]:
         return {
             "step": [step] * len(agents),
             "agent_id": [a.id for a in agents],
