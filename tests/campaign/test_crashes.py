@@ -190,3 +190,101 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert kills >= RANDOM_KILLS + CHECKPOINT_KILLS
     assert any("checkpoint write" in p for p in phases), phases
     assert any("mid-step" in p for p in phases), phases
+
+
+# --- write-ahead log: answers received before a kill are replayed, not re-asked --------
+
+WAL_AGENTS, WAL_ROUNDS, WAL_KILL_STEP = 40, 3, 2
+
+
+def wal_config(out: Path, base_url: str) -> dict[str, Any]:
+    """An LLM-backed run (the fake OpenAI server), one call per decision (merge off)."""
+    return {
+        "name": "wal",
+        "seed": 3,
+        "rounds": WAL_ROUNDS,
+        "population": {
+            "size": WAL_AGENTS,
+            "groups": 2,
+            "attributes": {
+                "prompt_variant": {"dist": "categorical", "weights": {"P1": 0.5, "P3": 0.5}}
+            },
+        },
+        "models": {
+            "srv": {
+                "backend": "openai",
+                "base_url": base_url,
+                "model": "fake-model",
+                "api_key_env": None,
+                "merge": False,
+                "max_concurrency": 4,
+            }
+        },
+        "runtime": {"shards": 2},
+        "out_dir": str(out),
+    }
+
+
+def wal_lines(run: Path, step: int) -> list[dict[str, Any]]:
+    folder = run / "wal" / f"step={step}"
+    lines = [ln for p in sorted(folder.glob("*.jsonl")) for ln in p.read_text().splitlines()]
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def kill_when_logged(process: subprocess.Popen[bytes], run: Path, step: int, at: int) -> None:
+    """SIGKILL once ``at`` answers of ``step`` are in its write-ahead log (mid-step)."""
+    path = run / "wal" / f"step={step}" / "local.jsonl"
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if path.is_file() and path.read_bytes().count(b"\n") >= at:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.001)
+    process.wait()
+
+
+def test_sigkill_mid_step_replays_logged_answers(tmp_path: Path) -> None:
+    """Killed mid-step 2 of an LLM run: ``megasim resume --shards 3`` asks the server only
+    for the calls not yet logged; every logged answer is the decision recorded; nothing
+    lost or twice; decisions equal an unbroken run's."""
+    from megasim.model.fake_server import FakeServer
+
+    with FakeServer(latency_s=0.05, slots=4) as server:
+        cfg_path = tmp_path / "cfg.yaml"
+        cfg_path.write_text(yaml.safe_dump(wal_config(tmp_path / "runs", server.base_url)))
+        unbroken = asyncio.run(run_simulation(load_config(cfg_path), run_id="unbroken"))
+        expected = decisions(unbroken.run_dir.path).drop_columns(["tokens_in", "tokens_out"])
+        assert server.requests == WAL_AGENTS * WAL_ROUNDS
+        assert not (unbroken.run_dir.path / "wal").exists(), "logs of checkpointed steps stay"
+
+        run = tmp_path / "runs" / "killed"
+        server.reset_counts()
+        process = driver(["run", str(cfg_path), "--run-id", run.name, "--no-preflight"])
+        kill_when_logged(process, run, WAL_KILL_STEP, at=WAL_AGENTS // 4)
+        assert process.returncode == -signal.SIGKILL, stderr(process)
+        logged = wal_lines(run, WAL_KILL_STEP)
+        asked_before = server.requests
+        assert 0 < len(logged) < WAL_AGENTS, "the kill must land mid-step"
+        assert not (run / "steps" / f"step={WAL_KILL_STEP}").exists()
+
+        server.reset_counts()
+        resumed = driver(["resume", str(run), "--shards", "3"])
+        assert resumed.wait(timeout=120) == 0, stderr(resumed)
+        left = WAL_AGENTS * (WAL_ROUNDS - WAL_KILL_STEP + 1) - len(logged)
+        assert server.requests == left, (asked_before, len(logged), server.requests)
+        assert not (run / "wal").exists() or not any((run / "wal").iterdir())
+
+    got = decisions(run)
+    assert got.num_rows == WAL_AGENTS * WAL_ROUNDS, "a decision lost or doubled"
+    rows = {
+        (r["step"], r["agent_id"]): r["raw_text"]
+        for r in got.select(["step", "agent_id", "raw_text"]).to_pylist()
+    }
+    for line in logged:  # every answer received before the kill is the decision kept
+        assert rows[(WAL_KILL_STEP, line["agent_id"])] == line["text"]
+    assert got.drop_columns(["tokens_in", "tokens_out"]).equals(expected)
+    print(
+        f"\nwrite-ahead log: {len(logged)} of {WAL_AGENTS} answers of step {WAL_KILL_STEP} "
+        f"logged before the kill, replayed; the resume asked {left} calls "
+        f"(without the log: {left + len(logged)})"
+    )

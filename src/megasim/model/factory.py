@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from megasim.model.base import ModelClient
 from megasim.model.config import (
@@ -14,6 +15,9 @@ from megasim.model.config import (
     SurrogateModelConfig,
 )
 from megasim.model.retry import RetryingModel
+
+if TYPE_CHECKING:
+    from megasim.model.journal import StepJournal
 
 
 def build_model(
@@ -56,7 +60,7 @@ def build_model(
 
 def _wrap(client: ModelClient, config: LocalModelConfig | OpenAIModelConfig) -> ModelClient:
     """Cache(Merge(Retry(backend))): a cache hit costs nothing; misses are merged; a merged
-    call is retried as a whole."""
+    call is retried as a whole. ``build_models`` may put a Journal around all of it."""
     if config.merge:
         from megasim.model.merge import MergingModel
 
@@ -122,7 +126,21 @@ def _build_openai(name: str, config: OpenAIModelConfig, node_names: frozenset[st
 
 
 def build_models(
-    configs: Mapping[str, ModelConfig], names: set[str], node_names: frozenset[str] = frozenset()
+    configs: Mapping[str, ModelConfig],
+    names: set[str],
+    node_names: frozenset[str] = frozenset(),
+    journal: StepJournal | None = None,
 ) -> dict[str, ModelClient]:
-    """Build only the models some agent uses (a local model costs a server each)."""
-    return {name: build_model(name, configs[name], node_names) for name in sorted(names)}
+    """Build only the models some agent uses (a local model costs a server each). With a
+    ``journal``, LLM backends (local, openai) log every answer and replay logged ones;
+    the stand-ins (surrogate, scripted) are deterministic and free, and stay unwrapped."""
+    models: dict[str, ModelClient] = {}
+    for name in sorted(names):
+        config = configs[name]
+        model = build_model(name, config, node_names)
+        if journal is not None and isinstance(config, LocalModelConfig | OpenAIModelConfig):
+            from megasim.model.journal import JournalingModel
+
+            model = JournalingModel(model, journal)
+        models[name] = model
+    return models

@@ -6,6 +6,12 @@ tokens, temperature, schema; not the seed, not the caller) and that arrive withi
 own choice, so every agent keeps an independent sample. In round 1 of the P1 game all
 agents of a group share one prompt: 1,000,000 agents become ceil(1e6 / max_n) calls.
 
+Determinism: a group's members are ordered by (seed, agent id), not by arrival; the call
+carries the seed of the first in that order and choice *i* goes to the *i*-th. So the
+same group gives every agent the same sample in every run, whatever asyncio's
+scheduling. Which requests share a group still follows timing (window, ``max_n``); see
+docs/reliability.md.
+
 Accounting, so that nothing is counted twice: the prompt is paid once, so the first
 member carries the call's prompt tokens and the others 0; completion tokens are split
 evenly (the remainder to the first member). Latency is the call's, for every member.
@@ -44,9 +50,22 @@ def merge_key(request: ChatRequest) -> str:
 
 @dataclass(slots=True)
 class _Group:
-    first: ChatRequest
+    requests: list[ChatRequest] = field(default_factory=list)
     waiters: list[asyncio.Future[ChatResponse]] = field(default_factory=list)
     sent: bool = False
+
+
+def member_order(requests: list[ChatRequest]) -> list[int]:
+    """Members by (seed, agent id, arrival): who gets which sample must not depend on
+    which coroutine asyncio happened to run first."""
+
+    def key(index: int) -> tuple[int, int, int]:
+        request = requests[index]
+        seed = -1 if request.seed is None else request.seed
+        agent = -1 if request.agent_id is None else request.agent_id
+        return seed, agent, index
+
+    return sorted(range(len(requests)), key=key)
 
 
 @dataclass(slots=True)
@@ -129,8 +148,9 @@ class MergingModel:
         waiter: asyncio.Future[ChatResponse] = loop.create_future()
         group = self._open.get(key)
         if group is None:
-            group = self._open[key] = _Group(first=request)
+            group = self._open[key] = _Group()
             loop.call_later(self.window_s, self._flush, key, group)
+        group.requests.append(request)
         group.waiters.append(waiter)
         if len(group.waiters) >= max_n:
             self._flush(key, group)
@@ -149,7 +169,9 @@ class MergingModel:
         n = len(group.waiters)
         self.stats.calls += 1
         self.stats.merged += n - 1
-        task = asyncio.ensure_future(self._call(group.first, n))
+        order = member_order(group.requests)
+        group.waiters = [group.waiters[i] for i in order]  # choice i -> i-th in this order
+        task = asyncio.ensure_future(self._call(group.requests[order[0]], n))
         task.add_done_callback(lambda t: self._deliver(group, t))
 
     async def _call(self, request: ChatRequest, n: int) -> list[ChatResponse]:

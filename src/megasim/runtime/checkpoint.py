@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from megasim.store.run_dir import RunDirectoryError
+from megasim.store.run_dir import RunDirectory, RunDirectoryError
 
 DRIVER_FILE = "driver.json"
 _DRIVER_KEYS = {"step": int, "env": dict, "history": list}
@@ -103,6 +103,9 @@ class CheckpointStore:
         os.rename(tmp, final)
         _fsync_dir(self.root)
         self._prune(keep=KEEP_LAST)
+        # the step's answers are in its step files and this checkpoint now: the write-ahead
+        # log of model answers (model/journal.py) up to it is no longer needed
+        RunDirectory(self.root.parent).drop_journals(step)
         return final
 
     def steps(self) -> list[int]:

@@ -18,6 +18,7 @@ from megasim.env.keyed_store import in_process_store
 from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
+from megasim.model.journal import StepJournal
 from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.mailbox import router_for
@@ -64,10 +65,14 @@ class LocalRuntime:
         self.shards: list[AgentShard] = []
         self.store: KeyedStore | None = None
         self._process: psutil.Process | None = None
+        # one write-ahead log of answers for every in-process shard (they share models)
+        self.journal = StepJournal(run_dir, writer="local")
 
     async def start(self) -> None:
         if self._owns_models:  # one client per model, shared by every in-process shard
-            self.models = build_models(self.config.models, models_used(self.population))
+            self.models = build_models(
+                self.config.models, models_used(self.population), journal=self.journal
+            )
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         slices = shard_slices(self.population.num_rows, shards)
         for index, (offset, length) in enumerate(slices):
@@ -90,9 +95,19 @@ class LocalRuntime:
         inboxes: Mapping[int, list[Message]] | None = None,
     ) -> list[ShardStepResult]:
         inboxes = inboxes or {}
-        results = await asyncio.gather(
-            *(s.step(step, env_snapshot, progress, inboxes.get(s.index, [])) for s in self.shards)
-        )
+        journaled = self.journal.clients > 0  # stand-ins only: no log, no cost
+        if journaled:
+            self.journal.begin(step)
+        try:
+            results = await asyncio.gather(
+                *(
+                    s.step(step, env_snapshot, progress, inboxes.get(s.index, []))
+                    for s in self.shards
+                )
+            )
+        finally:
+            if journaled:
+                self.journal.end()
         if self.store is not None:
             await self.store.commit(step)
         return list(results)
@@ -138,6 +153,7 @@ class LocalRuntime:
             await self.store.restore(directory)
 
     async def close(self) -> None:
+        self.journal.end()
         self.shards.clear()
         if self._owns_models:
             for model in self.models.values():

@@ -20,6 +20,7 @@ from megasim.config import SimulationConfig
 from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
+from megasim.model.journal import StepJournal
 from megasim.runtime.base import ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used
@@ -55,13 +56,18 @@ class ShardActor:
     ) -> None:
         config = SimulationConfig.model_validate(config_data)
         scenario = get_scenario(config.scenario)
+        run_dir = RunDirectory(Path(run_path))
+        # this actor's write-ahead log of answers; it replays only its own agents' answers
+        # (a resume may have logged them under another shard layout)
+        own = frozenset(int(i) for i in population.column("agent_id").to_pylist())
+        self.journal = StepJournal(run_dir, writer=f"shard={index}", agent_ids=own)
         self.models: dict[str, ModelClient] = build_models(
-            config.models, models_used(population), this_node_names()
+            config.models, models_used(population), this_node_names(), self.journal
         )
         agents = scenario.build_agents(config, population, self.models)
         env = scenario.build_env(config, population)  # replaced by the driver's snapshot
         store = actor_store(partitions) if partitions else None
-        self.shard = AgentShard(index, agents, env, RunDirectory(Path(run_path)), store)
+        self.shard = AgentShard(index, agents, env, run_dir, store)
         self.done = 0
         self.step_no = 0
         self.process = psutil.Process()
@@ -74,7 +80,14 @@ class ShardActor:
         self, step: int, snapshot: Mapping[str, Any], inbox: list[Message]
     ) -> ShardStepResult:
         self.step_no, self.done = step, 0
-        result = await self.shard.step(step, snapshot, self._progress, inbox)
+        journaled = self.journal.clients > 0
+        if journaled:
+            self.journal.begin(step)
+        try:
+            result = await self.shard.step(step, snapshot, self._progress, inbox)
+        finally:
+            if journaled:
+                self.journal.end()
         result.node = ray.get_runtime_context().get_node_id()
         result.model_layer = model_layer_metrics(self.models)
         return result
@@ -108,6 +121,7 @@ class ShardActor:
         self.shard.load_states(read_agent_states(Path(directory)))
 
     async def close(self) -> None:
+        self.journal.end()
         for model in self.models.values():
             await model.aclose()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -119,6 +121,25 @@ class RunDirectory:
 
     def shard_file(self, step: int, shard: int) -> Path:
         return self.step_dir(step) / f"shard={shard}.parquet"
+
+    def journal_dir(self, step: int) -> Path:
+        """Write-ahead log of the model answers of a step not yet checkpointed
+        (``model/journal.py``)."""
+        return self.path / "wal" / f"step={step}"
+
+    def drop_journals(self, through: int) -> None:
+        """Delete the logs of steps up to ``through``: their checkpoint holds everything.
+        Best effort: a log left behind is only read if its step is ever rerun, where its
+        answers (checked against each request) are still the right ones."""
+        root = self.path / "wal"
+        if not root.is_dir():
+            return
+        for folder in root.glob("step=*"):
+            number = folder.name[5:]
+            if number.isdigit() and int(number) <= through:
+                shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a finished run keeps no empty wal/
+            root.rmdir()
 
     # --- writers -----------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any], versions: Mapping[str, str]) -> None:
