@@ -155,7 +155,15 @@ def test_delete_finished_run_and_start_a_new_one(
     assert (runs_copy / "done1" / "config.yaml").is_file()
     assert httpx.delete(f"{studio_server.url}/api/runs/done1").status_code == 200
     assert not (runs_copy / "done1").exists()
-    assert httpx.get(f"{studio_server.url}/api/runs/done1").status_code == 404
+    gone = httpx.get(f"{studio_server.url}/api/runs/done1")
+    assert gone.status_code == 404
+    assert gone.json()["detail"] == "no run 'done1' in the runs folder"
+    page = httpx.get(f"{studio_server.url}/runs/done1/agents")  # a bookmark of the deleted run
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "no run &#x27;done1&#x27; in the runs folder" in page.text
+    assert '<a href="/">All runs</a>' in page.text
+    assert "text/html" in httpx.get(f"{studio_server.url}/nowhere").headers["content-type"]
     (runs_copy / "small.yaml").write_text(yaml.safe_dump(game_config("small", 50, 1)))
     assert httpx.get(f"{studio_server.url}/api/configs").json() == ["small.yaml"]
     bad = httpx.post(

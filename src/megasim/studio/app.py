@@ -7,13 +7,16 @@ from plotly.js served out of the installed ``plotly`` package: no CDN, works off
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import plotly
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from megasim.explore.filters import FilterError
@@ -61,9 +64,23 @@ def create_app(runs: Path, token: str | None = None, live_interval_s: float = 1.
     for module in (api_runs, api_agents, api_inquiry, api_manage):
         app.include_router(module.router)
 
+    missing = render_page("missing")
+
+    def not_found(request: Request, detail: str) -> Response:
+        """JSON for the API; for a page address (a bookmark of a deleted run), a page."""
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": detail}, 404)
+        return HTMLResponse(missing.replace("{message}", html.escape(detail)), 404)
+
     @app.exception_handler(RunNotFoundError)
-    async def _no_run(_: Request, exc: RunNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": f"no run {str(exc)[:80]!r} in the runs folder"}, 404)
+    async def _no_run(request: Request, exc: RunNotFoundError) -> Response:
+        return not_found(request, f"no run {str(exc)[:80]!r} in the runs folder")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return not_found(request, str(exc.detail))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(FilterError)
     async def _bad_filter(_: Request, exc: FilterError) -> JSONResponse:
