@@ -29,10 +29,9 @@ import openai
 from megasim.model.base import ChatRequest, ChatResponse, ModelSetupError
 from megasim.model.errors import EndpointError, ErrorKind, parse_retry_after
 from megasim.model.features import EndpointFeatures
-from megasim.model.local import chat_body
-from megasim.model.merge import fan_out
 from megasim.model.metrics import ModelMetrics
 from megasim.model.transport import FastHTTPTransport
+from megasim.model.wire import chat_body, fan_out
 from megasim.seeding import mix64
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from megasim.config import ConfigError, format_validation_error, read_yaml
 from megasim.model.config import (
     LocalModelConfig,
     ModelConfig,
@@ -23,6 +22,7 @@ from megasim.model.config import (
     ScriptedModelConfig,
 )
 from megasim.population.backgrounds_prompt import background_messages, estimate_prompt_tokens
+from megasim.population.yaml_input import dotted, field_path, read_yaml_file
 
 EXPECTED_RETRY_RATE = 0.1
 """Extra calls per agent assumed by the estimate (rejections and near-duplicates)."""
@@ -43,22 +43,30 @@ class BackgroundSetupError(ValueError):
 
 def load_models_config(path: Path) -> dict[str, ModelConfig]:
     """Named model configs from YAML; errors read ``<file>: <field>: <message>``."""
-    try:
-        data = read_yaml(path)
-    except ConfigError as exc:
-        raise BackgroundSetupError(str(exc)) from None
+    data = read_yaml_file(path, BackgroundSetupError, yaml_problem="invalid YAML")
+    if not isinstance(data, dict):
+        raise BackgroundSetupError(f"{path}: expected a mapping at the top level")
     nested = isinstance(data.get("models"), dict)
     models: Any = data["models"] if nested else data
     try:
         configs = _MODELS.validate_python(models)
     except ValidationError as exc:
-        message = format_validation_error(str(path), exc, models)
-        if nested:
-            message = message.replace(f"{path}: ", f"{path}: models.")
-        raise BackgroundSetupError(message) from None
+        prefix = "models." if nested else ""
+        raise BackgroundSetupError(_format_error(str(path), prefix, exc, models)) from None
     if not configs:
         raise BackgroundSetupError(f"{path}: models: no model is defined")
     return configs
+
+
+def _format_error(source: str, prefix: str, error: ValidationError, data: object) -> str:
+    """One ``<file>: <field>: <message>`` line per problem, as a run config reports them."""
+    lines = []
+    for item in error.errors(include_url=False):
+        path = field_path(item["loc"], data, ("backend",))
+        if item["type"] == "union_tag_invalid":
+            path.append(str(item.get("ctx", {}).get("discriminator", "")).strip("'"))
+        lines.append(f"{source}: {prefix}{dotted(path) or '<top level>'}: {item['msg']}")
+    return "\n".join(lines)
 
 
 def resolve_model(

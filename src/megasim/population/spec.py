@@ -10,11 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from megasim import yaml_strict
 from megasim.population._graph import analyse, topological_order
 from megasim.population.base import PopulationSpecError
 from megasim.population.distributions import (
@@ -24,6 +22,7 @@ from megasim.population.distributions import (
     TextKeys,
     spec_error,
 )
+from megasim.population.yaml_input import dotted, field_path, read_yaml_file
 
 MAX_SIZE = 1_000_000_000  # agents; far above what one run holds, below numpy's limits
 
@@ -67,36 +66,11 @@ class PopulationSpec(BaseModel):
         return analyse(self.attributes, self.groups)
 
 
-_MISSING = object()
-
-
-def _clean_loc(loc: tuple[int | str, ...], data: object) -> list[str]:
-    """Drop the union tags pydantic inserts (``attributes.age.normal.std``) by walking the input."""
-    out: list[str] = []
-    cur: object = data
-    for item in loc:
-        if isinstance(cur, dict):
-            match = next((k for k in cur if k == item or str(k) == str(item)), _MISSING)
-            if match is not _MISSING:
-                out.append(str(item))
-                cur = cur[match]
-                continue
-            if cur.get("dist") == item:
-                continue
-        elif isinstance(cur, list) and isinstance(item, int) and 0 <= item < len(cur):
-            out.append(str(item))
-            cur = cur[item]
-            continue
-        out.append(str(item))
-        cur = None
-    return out
-
-
 def format_validation_error(error: ValidationError, data: object, source: str) -> str:
     """One ``<source>: <field path>: <message>`` line per pydantic error."""
     lines = []
     for err in error.errors(include_url=False):
-        path = _clean_loc(err["loc"], data)
+        path = field_path(err["loc"], data, ("dist",))
         message = err["msg"]
         if err["type"] == "union_tag_invalid":
             tag = err.get("ctx", {}).get("tag")
@@ -106,8 +80,7 @@ def format_validation_error(error: ValidationError, data: object, source: str) -
             message = f"missing 'dist'; allowed: {', '.join(DIST_NAMES)}"
         elif err["type"] == "extra_forbidden":
             message = "unknown key (typo?)"
-        # a key with a line break or blanks is shown quoted, so each problem stays one line
-        field = ".".join(p if p.isprintable() and p.strip() == p != "" else repr(p) for p in path)
+        field = dotted(path)
         lines.append(f"{source}: {field}: {message}" if field else f"{source}: {message}")
     return "\n".join(lines)
 
@@ -125,15 +98,7 @@ def parse_population_spec(data: Mapping[str, Any], source: str = "<spec>") -> Po
 def load_population_spec(path: Path) -> PopulationSpec:
     """Read and validate a YAML population spec; all problems raise PopulationSpecError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise PopulationSpecError(f"{path}: cannot read: {reason or exc}") from None
-    try:
-        data = yaml_strict.load(text)
-    except yaml.YAMLError as exc:
-        raise PopulationSpecError(f"{path}: YAML error{yaml_strict.describe(exc)}") from None
+    data = read_yaml_file(path, PopulationSpecError)
     if data is None:
         raise PopulationSpecError(f"{path}: the file is empty")
     return parse_population_spec(data, str(path))
