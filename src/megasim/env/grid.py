@@ -57,6 +57,17 @@ def random_placement(cells: int, agents: int, seed: int) -> Cells:
     return rng.choice(cells, size=agents, replace=False).astype(np.int64)
 
 
+def geometry_data(geometry: Geometry) -> dict[str, Any]:
+    """The plain-data form of a Geometry (snapshots, checkpoints)."""
+    return {
+        "width": geometry.width,
+        "height": geometry.height,
+        "torus": geometry.torus,
+        "neighbourhood": geometry.neighbourhood,
+        "radius": geometry.radius,
+    }
+
+
 def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     array = np.array(array, copy=True)
     array.flags.writeable = False  # listeners may run after the next step: give them copies
@@ -86,24 +97,43 @@ class GridWorld(Environment):
             raise ValueError("agent_ids, groups and positions must have one entry per agent")
         if np.unique(positions).size != positions.size:
             raise ValueError("two agents share a cell")
-        self.geometry = geometry
-        self.agent_ids = agent_ids.astype(np.int64)
-        self.groups = groups.astype(np.int16)
-        self.labels = tuple(labels)
-        self.positions = positions.astype(np.int64)
-        self.threshold = threshold
         self.tasks = ListenerTasks()
-        self.state = {"step": 0, "seed": seed, "offers": offers, "block": block}
-        self._identity = bool(np.array_equal(self.agent_ids, np.arange(self.agent_ids.size)))
-        self._index: dict[int, int] | None = None
+        self.state = {
+            "step": 0,
+            "seed": seed,
+            "offers": offers,
+            "block": block,
+            "threshold": threshold,
+            "labels": list(labels),
+            "geometry": geometry_data(geometry),
+        }
+        self.geometry = geometry
+        self.positions = positions.astype(np.int64)
+        self._set_agents(agent_ids.astype(np.int64), groups.astype(np.int16))
+        self._encoded: dict[str, str] = {}  # static arrays, encoded once (driver)
+        self._decoded: dict[str, str | None] = {}  # the text static arrays were decoded from
         self._blocks: dict[int, ViewBlock] = {}
         self._step = 1
-        self._n_groups = len(self.labels)
-        self._group_list: list[int] = []
         self._grid: Codes | None = None
         self._empty: Cells | None = None
         self._pending: tuple[int, MoveResult] | None = None
         self.last_shares: npt.NDArray[np.float64] | None = None  # driver: after the last combine
+
+    def _set_agents(self, agent_ids: npt.NDArray[np.int64], groups: Codes) -> None:
+        self.agent_ids = agent_ids
+        self.groups = groups
+        self._identity = bool(np.array_equal(agent_ids, np.arange(agent_ids.size)))
+        self._index: dict[int, int] | None = None
+        self._group_list: list[int] = []
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.state["labels"])
+
+    @property
+    def threshold(self) -> float | None:
+        value = self.state["threshold"]
+        return None if value is None else float(value)
 
     # --- agent ids -> indices --------------------------------------------------------------
     def index_of(self, agent_id: int) -> int:
@@ -119,15 +149,39 @@ class GridWorld(Environment):
         order = np.argsort(self.agent_ids, kind="stable")
         return order[np.searchsorted(self.agent_ids, agent_ids, sorter=order)].astype(np.int64)
 
-    # --- snapshot: the positions travel as one compact string -----------------------------
+    # --- snapshot: self-sufficient, the arrays as compact strings ---------------------------
     def snapshot(self) -> dict[str, Any]:
+        """Everything a replica needs, whatever part of the population it was built from
+        (a Ray shard builds its replica from its own slice): geometry, labels, positions,
+        and the static groups and ids, encoded once."""
         snap = super().snapshot()
-        snap["state"]["positions"] = encode_positions(self.positions)
+        state = snap["state"]
+        state["positions"] = encode_positions(self.positions)
+        if "groups" not in self._encoded:
+            self._encoded["groups"] = encode_positions(self.groups.astype(np.int64))
+            if not self._identity:  # ids 0..n-1 (the usual case) need not travel
+                raw = base64.b64encode(self.agent_ids.astype("<i8").tobytes())
+                self._encoded["ids"] = raw.decode("ascii")
+        state["groups"] = self._encoded["groups"]
+        state["ids"] = self._encoded.get("ids")
         return snap
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
         super().restore(snapshot)
-        self.positions = decode_positions(self.state.pop("positions"))
+        state = self.state
+        self.positions = decode_positions(state.pop("positions"))
+        groups, ids = state.pop("groups"), state.pop("ids")
+        if self._decoded.get("groups") != groups or self._decoded.get("ids") != ids:
+            # static: decoded again only if another run's snapshot arrives
+            agent_ids = (
+                np.arange(self.positions.size, dtype=np.int64)
+                if ids is None
+                else np.frombuffer(base64.b64decode(ids), dtype="<i8").astype(np.int64)
+            )
+            self._set_agents(agent_ids, decode_positions(groups).astype(np.int16))
+            self._decoded = {"groups": groups, "ids": ids}
+        if geometry_data(self.geometry) != state["geometry"]:
+            self.geometry = Geometry(**state["geometry"])
         self._grid = None
 
     # --- shard side --------------------------------------------------------------------------
@@ -146,7 +200,7 @@ class GridWorld(Environment):
         block = self._blocks.get(i // CHUNK)
         if block is None:
             block = self._block(i // CHUNK)
-        g = self._n_groups
+        g = len(self.state["labels"])
         row = i - block.start
         return GridView(
             self._step,

@@ -36,6 +36,15 @@ class ResidentBook:
         self.prompt_id = template_id(tolerance)
         self.template = template(tolerance)
         self.request_seed = CallSeeds(seed)
+        self._system: dict[int, ChatMessage] = {}  # shard row -> system message
+
+    def system(self, agent: Agent) -> ChatMessage:
+        """The agent's system message, built once: its persona never changes."""
+        message = self._system.get(agent.row)
+        if message is None:
+            message = ChatMessage("system", SYSTEM + describe_background(agent.persona))
+            self._system[agent.row] = message
+        return message
 
 
 class Resident(Agent):
@@ -58,7 +67,7 @@ class Resident(Agent):
     async def act(self, observation: GridView) -> Decision:
         view, book = observation, self.book
         messages = (
-            ChatMessage("system", SYSTEM + describe_background(self.persona)),
+            book.system(self),
             ChatMessage("user", user_text(view, book.steps, book.tolerance)),
         )
         meta = {

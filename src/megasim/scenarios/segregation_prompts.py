@@ -36,15 +36,21 @@ def choice_schema(offers: int) -> dict[str, Any]:
 
 
 def describe(place: Place, size: int, labels: tuple[str, ...], own: int) -> str:
-    """``8 places around: 3 group a (yours), 2 group b, 3 empty``."""
+    """``3 a (your group), 2 b, 3 empty``."""
+    return _describe(place.counts, place.empty, size, labels, own)
+
+
+@lru_cache(maxsize=65536)
+def _describe(
+    counts: tuple[int, ...], empty: int, size: int, labels: tuple[str, ...], own: int
+) -> str:
+    """Cached: a handful of neighbourhood shapes repeat across half a million agents."""
     parts = [
-        f"{n} {labels[g]}{' (your group)' if g == own else ''}"
-        for g, n in enumerate(place.counts)
-        if n
+        f"{n} {labels[g]}{' (your group)' if g == own else ''}" for g, n in enumerate(counts) if n
     ]
-    if place.empty:
-        parts.append(f"{place.empty} empty")
-    outside = size - sum(place.counts) - place.empty
+    if empty:
+        parts.append(f"{empty} empty")
+    outside = size - sum(counts) - empty
     if outside:
         parts.append(f"{outside} outside the town")
     return ", ".join(parts) if parts else "nobody"

@@ -43,6 +43,15 @@ class Town(Environment):
         self.groups = [self.add_child(Environment(group_env_name(g))) for g in grid.labels]
         self.state = {"step": 0}
 
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Also makes the group children the snapshot has: a replica built from part of
+        the population (a Ray shard's slice) may lack groups absent from its slice."""
+        for name in snapshot.get("children", {}):
+            if name not in self.children:
+                self.add_child(Environment(name))
+        super().restore(snapshot)
+        self.groups = [self.children[group_env_name(g)] for g in self.grid.labels]
+
     def prepare(self) -> None:
         self.grid.prepare()
 
