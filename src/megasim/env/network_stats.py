@@ -71,6 +71,12 @@ def pearson(sums: Sequence[float]) -> float | None:
     return cov / math.sqrt(vx * vy)
 
 
+def _r(x: float | None) -> float | None:
+    """Rounded to 9 decimals: float sums of shard partials differ in their last bits with
+    the number of shards, and outcomes should not."""
+    return None if x is None else round(x, 9)
+
+
 def _add(lists: Sequence[Sequence[float]]) -> list[float]:
     return [float(sum(column)) for column in zip(*lists, strict=True)] if lists else []
 
@@ -94,10 +100,10 @@ def combine_network(partials: Sequence[Mapping[str, Any]], communities: int) -> 
             {
                 "community": c,
                 "n": count,
-                "mean": mean,
-                "std": std,
+                "mean": _r(mean),
+                "std": _r(std),
                 "feed_items": int(seen[c]),
-                "same_side_share": same[c] / seen[c] if seen[c] else None,
+                "same_side_share": _r(same[c] / seen[c]) if seen[c] else None,
             }
         )
     actions = {a: sum(int(p["actions"].get(a, 0)) for p in partials) for a in ACTIONS}
@@ -105,12 +111,12 @@ def combine_network(partials: Sequence[Mapping[str, Any]], communities: int) -> 
     return {
         "n": n,
         "valid": n,
-        "mean": powers[0] / n if n else None,
-        "variance": variance,
-        "bimodality": coefficient,
+        "mean": _r(powers[0] / n) if n else None,
+        "variance": _r(variance),
+        "bimodality": _r(coefficient),
         "histogram": [int(v) for v in _add([p["hist"] for p in partials]) or [0] * BINS],
-        "assortativity": pearson(_add([p["pairs"] for p in partials]) or [0.0] * 6),
-        "same_side_share": total_same / total_seen if total_seen else None,
+        "assortativity": _r(pearson(_add([p["pairs"] for p in partials]) or [0.0] * 6)),
+        "same_side_share": _r(total_same / total_seen) if total_seen else None,
         "communities": rows,
         "actions": actions,
     }
