@@ -51,6 +51,7 @@ def step_metrics(step: int, results: list[ShardStepResult], wall_s: float) -> di
         "time": time.time(),
         "wall_s": round(wall_s, 4),
         "agents": sum(r.agents for r in results),
+        "active": sum(r.agents if r.active is None else r.active for r in results),
         "tasks": sum(r.tasks for r in results),
         "decisions": sum(m["calls"] for m in models.values()),
         "errors": sum(m["errors"] for m in models.values()),
