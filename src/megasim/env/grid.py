@@ -158,7 +158,8 @@ class GridWorld(Environment):
         state = snap["state"]
         state["positions"] = encode_positions(self.positions)
         if "groups" not in self._encoded:
-            self._encoded["groups"] = encode_positions(self.groups.astype(np.int64))
+            raw_groups = base64.b64encode(self.groups.astype("<i2").tobytes())
+            self._encoded["groups"] = raw_groups.decode("ascii")
             if not self._identity:  # ids 0..n-1 (the usual case) need not travel
                 raw = base64.b64encode(self.agent_ids.astype("<i8").tobytes())
                 self._encoded["ids"] = raw.decode("ascii")
@@ -178,7 +179,8 @@ class GridWorld(Environment):
                 if ids is None
                 else np.frombuffer(base64.b64decode(ids), dtype="<i8").astype(np.int64)
             )
-            self._set_agents(agent_ids, decode_positions(groups).astype(np.int16))
+            codes = np.frombuffer(base64.b64decode(groups), dtype="<i2").astype(np.int16)
+            self._set_agents(agent_ids, codes)
             self._decoded = {"groups": groups, "ids": ids}
         if geometry_data(self.geometry) != state["geometry"]:
             self.geometry = Geometry(**state["geometry"])
