@@ -37,6 +37,11 @@ Use it as ``async with FakeServer(...) as server: server.base_url`` (same event 
 code), or from a shell::
 
     python -m megasim.model.fake_server --port 8000 --slots 256 --latency 1
+
+Parts, one concept each: the HTTP/1.1 side in ``fake_http.py``, the answers in
+``fake_answers.py``, real servers' quirks in ``fake_quirks.py``, running on a background
+loop in ``fake_thread.py``, the command line in ``fake_cli.py``; this file holds the
+server: routes, outcomes (faults) and slots.
 """
 
 from __future__ import annotations
@@ -45,34 +50,26 @@ import asyncio
 import json
 import random
 import sys
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Iterable
 from types import TracebackType
 from typing import Any
 
+from megasim.model.fake_answers import completion_body, fake_guess
 from megasim.model.fake_http import FakeConnection, Reply, error_body
-from megasim.model.fake_quirks import Quirks, schema_answer
-from megasim.seeding import mix64
+from megasim.model.fake_quirks import Quirks
+from megasim.model.fake_thread import ThreadedLifecycle
 
 OUTCOMES = ("ok", "500", "503", "429", "malformed", "hang")
 _MALFORMED_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind'
-
-
-def fake_guess(seed: int, index: int = 0) -> float:
-    """The number the fake server answers for ``seed`` and choice ``index`` (0..100)."""
-    return (mix64(seed * 1_000_003 + index) % 10_001) / 100
-
-
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4)
+__all__ = ["OUTCOMES", "FakeServer", "fake_guess", "main"]
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")  # anything else must require a token
 
 
-class FakeServer:
+class FakeServer(ThreadedLifecycle):
     """An OpenAI-compatible server on 127.0.0.1 (a free port unless ``port`` is given).
 
     After the first start its port is fixed, so ``stop()`` then ``start()`` brings it back
@@ -128,8 +125,6 @@ class FakeServer:
         self._server: asyncio.Server | None = None
         self._slots: asyncio.Semaphore | None = None
         self._connections: set[FakeConnection] = set()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -183,56 +178,6 @@ class FakeServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-    def start_in_thread(self) -> FakeServer:
-        """Run the server on its own event loop in a daemon thread (for sync code)."""
-        if self._thread is not None:
-            raise RuntimeError("the fake server already runs in a thread")
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                started.set()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.stop())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name=f"fake-server-{self.port}", daemon=True)
-        self._thread.start()
-        started.wait()
-        if failure:
-            self._thread.join()
-            self._thread = self._loop = None
-            raise failure[0]
-        return self
-
-    def stop_in_thread(self) -> None:
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        self._thread = self._loop = None
-
-    def __enter__(self) -> FakeServer:
-        return self.start_in_thread()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop_in_thread()
 
     # -- counters ----------------------------------------------------------------------
 
@@ -352,39 +297,7 @@ class FakeServer:
         if not isinstance(seed, int):
             self._unseeded += 1
             seed = -self._unseeded
-        n = self.quirks.choices(body)
-        structured = self.quirks.structured(body)
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30
-        choices = []
-        completion_tokens = 0
-        for index in range(int(n)):
-            guess = fake_guess(seed, index)
-            content = schema_answer(body, guess) if structured else f"My guess is {guess}."
-            completion_tokens += min(_tokens(content), int(max_tokens))
-            choices.append(
-                {
-                    "index": index,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            )
-        prompt_tokens = sum(
-            _tokens(str(m.get("content", ""))) + 3 for m in body["messages"] if isinstance(m, dict)
-        )
-        answer = {
-            "id": f"chatcmpl-fake-{self.counts['requests']}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": str(body.get("model") or self.model),
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
-        return json.dumps(answer).encode()
+        return completion_body(body, seed, self.quirks, self.model, self.counts["requests"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@
 
 Every ``complete()`` ends in exactly one ``ChatResponse`` or one raised ``ModelError``
 (which ``RetryingModel`` turns into one response). Single event loop, like every client.
+The line of callers waiting for a slot, and their timeout while every endpoint is dead,
+is ``pool_queue.WaitQueue``; an endpoint's spec and live state are ``endpoint.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import asyncio
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -37,26 +38,12 @@ from megasim.model.endpoint import Endpoint, EndpointSpec, health_url
 from megasim.model.errors import LIVENESS_KINDS
 from megasim.model.metrics import ModelMetrics
 from megasim.model.openai_backend import OpenAIModel
+from megasim.model.pool_queue import PoolUnavailableError, WaitQueue
 
 _RETRY_MEMORY = 65_536  # requests remembered between a failed call and its retry
 
 
 _REMOTE_PENALTY = 1 << 30  # a remote endpoint loses to any local one with a free slot
-
-
-class _UnavailableError(Exception):
-    """No live endpoint within ``unavailable_timeout_s`` (or the pool closed)."""
-
-
-class _Waiter:
-    __slots__ = ("avoid", "future", "since")
-
-    def __init__(
-        self, future: asyncio.Future[Endpoint], avoid: Endpoint | None, since: float
-    ) -> None:
-        self.future = future
-        self.avoid = avoid
-        self.since = since
 
 
 class EndpointPool:
@@ -121,10 +108,10 @@ class EndpointPool:
             self.endpoints.append(endpoint)
             self.metrics.endpoint(endpoint.base_url)  # listed in snapshots from the start
         self._http = httpx.AsyncClient(timeout=min(timeout_s, 5.0))
-        self._waiters: deque[_Waiter] = deque()
+        self._queue = WaitQueue(
+            self._pick, self._release, self._unavailable_reason, unavailable_timeout_s
+        )
         self._rr = 0
-        self._all_dead_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._retrying: dict[int, tuple[ChatRequest, Endpoint]] = {}
         self._closed = False
 
@@ -138,7 +125,7 @@ class EndpointPool:
         avoid = self._take_avoid(request) if self._retrying else None
         try:
             endpoint = await self._acquire(avoid)
-        except _UnavailableError as exc:
+        except PoolUnavailableError as exc:
             self.metrics.unavailable()
             return [ChatResponse(text="", model=self.name, error=str(exc))] * n
         try:
@@ -163,7 +150,7 @@ class EndpointPool:
         """``ModelMetrics.snapshot()`` plus the pool's state: ``queued`` (requests waiting
         for a slot), ``alive_endpoints``, and per endpoint alive, slots, deaths, probes."""
         snapshot = self.metrics.snapshot()
-        snapshot["queued"] = sum(1 for w in self._waiters if not w.future.done())
+        snapshot["queued"] = self._queue.pending()
         snapshot["alive_endpoints"] = sum(1 for e in self.endpoints if e.alive)
         for endpoint in self.endpoints:
             snapshot["endpoints"][endpoint.base_url].update(endpoint.state())
@@ -171,13 +158,7 @@ class EndpointPool:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.future.done():
-                waiter.future.set_exception(_UnavailableError(f"model {self.name!r}: pool closed"))
+        self._queue.close(f"model {self.name!r}: pool closed")
         probes = [e.probe for e in self.endpoints if e.probe is not None]
         for probe in probes:
             probe.cancel()
@@ -223,42 +204,18 @@ class EndpointPool:
 
     async def _acquire(self, avoid: Endpoint | None) -> Endpoint:
         if self._closed:
-            raise _UnavailableError(f"model {self.name!r}: pool closed")
-        if not self._waiters:
+            raise PoolUnavailableError(f"model {self.name!r}: pool closed")
+        if not self._queue:
             endpoint = self._pick(avoid)
             if endpoint is not None:
                 endpoint.in_flight += 1
                 return endpoint
-        future: asyncio.Future[Endpoint] = asyncio.get_running_loop().create_future()
-        self._waiters.append(_Waiter(future, avoid, time.monotonic()))
-        self._arm_timer()
-        try:
-            return await future
-        except asyncio.CancelledError:
-            # handed a slot in the same tick as the cancellation: give it back
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._release(future.result())
-            raise
+        return await self._queue.wait(avoid)
 
     def _release(self, endpoint: Endpoint) -> None:
         endpoint.in_flight -= 1
-        if self._waiters:
-            self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Hand free slots to the oldest waiters."""
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters[0]
-            if waiter.future.done():  # cancelled or timed out
-                waiters.popleft()
-                continue
-            endpoint = self._pick(waiter.avoid)
-            if endpoint is None:
-                return
-            waiters.popleft()
-            endpoint.in_flight += 1
-            waiter.future.set_result(endpoint)
+        if self._queue:
+            self._queue.dispatch()
 
     # -- health ---------------------------------------------------------------------
 
@@ -275,7 +232,7 @@ class EndpointPool:
             until = time.monotonic() + after
             if until > endpoint.throttled_until:
                 endpoint.throttled_until = until
-                asyncio.get_running_loop().call_later(after, self._dispatch)
+                asyncio.get_running_loop().call_later(after, self._queue.dispatch)
         if getattr(error, "kind", "connection") in LIVENESS_KINDS:
             endpoint.failures += 1
             if endpoint.alive and endpoint.failures >= self.dead_after:
@@ -287,8 +244,7 @@ class EndpointPool:
         if endpoint.probe is None and not self._closed:
             endpoint.probe = asyncio.get_running_loop().create_task(self._probe_loop(endpoint))
         if not any(e.alive for e in self.endpoints):
-            self._all_dead_since = time.monotonic()
-            self._arm_timer()
+            self._queue.all_dead()
 
     def _revive(self, endpoint: Endpoint) -> None:
         endpoint.alive = True
@@ -297,11 +253,8 @@ class EndpointPool:
         probe, endpoint.probe = endpoint.probe, None
         if probe is not None and probe is not asyncio.current_task():
             probe.cancel()
-        self._all_dead_since = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._dispatch()
+        self._queue.revived()
+        self._queue.dispatch()
 
     async def _probe_loop(self, endpoint: Endpoint) -> None:
         delay = self.probe_initial_s
@@ -323,37 +276,6 @@ class EndpointPool:
         return response.status_code < 500
 
     # -- every endpoint dead --------------------------------------------------------
-
-    def _arm_timer(self) -> None:
-        """While every endpoint is dead, fail waiters ``unavailable_timeout_s`` after they
-        started waiting (or after the last endpoint died, if later)."""
-        dead_since = self._all_dead_since
-        if self._timer is not None or dead_since is None:
-            return
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                deadline = max(waiter.since, dead_since) + self.unavailable_timeout_s
-                delay = max(0.0, deadline - time.monotonic())
-                self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
-                return
-
-    def _expire(self) -> None:
-        self._timer = None
-        dead_since = self._all_dead_since
-        if dead_since is None:
-            return
-        now = time.monotonic()
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters[0]
-            if waiter.future.done():
-                waiters.popleft()
-                continue
-            if max(waiter.since, dead_since) + self.unavailable_timeout_s > now + 1e-3:
-                break
-            waiters.popleft()
-            waiter.future.set_exception(_UnavailableError(self._unavailable_reason()))
-        self._arm_timer()
 
     def _unavailable_reason(self) -> str:
         errors = "; ".join(f"{e.base_url}: {e.last_error}" for e in self.endpoints)

@@ -11,7 +11,8 @@ from megasim.population.base import (
     MarginalCheck,
     PopulationSpecError,
 )
-from megasim.population.checks import check_marginals, render_checks
+from megasim.population.checks import check_marginals
+from megasim.population.checks_render import render_checks
 from megasim.population.sampling import sample_population
 from megasim.population.spec import PopulationSpec, load_population_spec, parse_population_spec
 
