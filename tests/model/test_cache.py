@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
 from megasim.model.base import ChatMessage, ChatRequest, ChatResponse
@@ -70,3 +74,39 @@ async def test_a_different_model_behind_the_name_misses(tmp_path: Path) -> None:
     await changed.complete(req(1))
     assert inner.calls == 1  # not replayed from a different configuration
     await changed.aclose()
+
+
+async def test_a_locked_database_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    """Another process holding the write lock stalls the cache, not every coroutine."""
+    path = tmp_path / "c.sqlite"
+    model = CachingModel(Counting(), path, busy_timeout_s=10.0)
+    await model.complete(req(0))  # the file and its table exist
+    locker = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN IMMEDIATE")  # holds the write lock (WAL readers still read)
+    locker.execute("INSERT INTO responses VALUES ('x', 0, 'm', 't', 1, 1, 0.1)")
+    release = threading.Timer(0.6, locker.commit)  # a thread: the loop may be blocked
+    release.start()
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        for _ in range(40):
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async def complete_later() -> ChatResponse:
+        await asyncio.sleep(0.05)  # the ticker is running by then
+        return await model.complete(req(1))
+
+    started = time.monotonic()
+    answer, _ = await asyncio.gather(complete_later(), tick())
+    waited = time.monotonic() - started
+    release.join()
+    locker.close()
+    assert answer.text == "answer 1"
+    assert waited >= 0.5  # the store really waited for the lock ...
+    assert max(gaps) < 0.25  # ... while the other coroutine kept running
+    assert model.lookup(req(1)) is not None  # and it was stored once the lock was free
+    await model.aclose()
