@@ -117,3 +117,24 @@ async def test_request_seeds_depend_on_agent_and_round_only() -> None:
     assert book.request_seed(3, 1) != book.request_seed(3, 2)
     assert book.request_seed(3, 1) != book.request_seed(4, 1)
     assert book.request_seed(3, 1) != PromptBook(seed=6, max_tokens={}).request_seed(3, 1)
+
+
+async def test_prompt_cache_keeps_only_the_last_two_rounds() -> None:
+    """A shard lives for the whole run: its shared prompts must not grow with the rounds."""
+    game = GuessGame([2, 2, 2], rounds=50)
+    agents = make_agents(ScriptedModel(responder=lambda r: '{"guess": 10}'), ["P1", "P2"])
+    book = agents[0].book
+    sizes = []
+    for step in range(1, 21):
+        game.state["step"] = step - 1
+        game.prepare()
+        observations = [game.observe(agent) for agent in agents]
+        first = [
+            book.prompt(agent, obs)[0] for agent, obs in zip(agents, observations, strict=True)
+        ]
+        again = [
+            book.prompt(agent, obs)[0] for agent, obs in zip(agents, observations, strict=True)
+        ]
+        assert all(a is b for a, b in zip(first, again, strict=True))  # still cached
+        sizes.append(book.cached_prompts)
+    assert max(sizes) == sizes[-1] == 2 * 2  # 2 variants x 1 group, 2 rounds kept

@@ -6,7 +6,7 @@ process or a cluster is a runtime setting, not a change here.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 __all__ = ["REPAIR_SEPARATOR", "GuessAgent", "GuessTwoThirds", "PromptBook", "repair_instruction"]
 
 
+KEPT_ROUNDS = 2
+"""Rounds whose shared prompts a PromptBook keeps: the current one and the one before."""
+
+_Entry = tuple[GuessObservation, Prompt, dict[str, Any]]
+
+
 def style_of(game: GameConfig) -> PromptStyle:
     return PromptStyle(game.prompts, game.parts, game.memory, game.answer_mode)
 
@@ -60,16 +66,18 @@ class PromptBook:
         self.style = style or PromptStyle()
         self.configured_tokens = dict(max_tokens)
         self.max_tokens = {v: self.style.max_tokens(v, max_tokens) for v in self.style.known()}
-        # keyed by observation identity: observations are per-group objects built once a step
-        self._cache: dict[tuple[str, int], tuple[GuessObservation, Prompt, dict[str, Any]]] = {}
+        # per round, keyed by observation identity: observations are per-group objects
+        # built once a step; only the rounds last used are kept (see _round_cache)
+        self._cache: OrderedDict[int, dict[tuple[str, int], _Entry]] = OrderedDict()
         self.request_seed = CallSeeds(seed)  # (agent_id, round) -> the call's seed
 
     def prompt(
         self, agent: GuessAgent, obs: GuessObservation, history: list[list[Any]] | None = None
     ) -> tuple[Prompt, dict[str, Any]]:
         """The agent's prompt and the request context shared by all who get that prompt."""
+        cache = self._round_cache(obs.round)
         key = (agent.variant, id(obs))
-        entry = self._cache.get(key)
+        entry = cache.get(key)
         makeup = obs.makeup if isinstance(obs, DisclosedObservation) else None
         if entry is None or entry[0] is not obs:
             meta = {
@@ -83,7 +91,7 @@ class PromptBook:
             }
             tokens = self.max_tokens[agent.variant]
             prompt = compose(agent.variant, obs, tokens, self.style, None, None, makeup)
-            entry = self._cache[key] = (obs, prompt, meta)
+            entry = cache[key] = (obs, prompt, meta)
         if self.style.personal(agent.variant):  # background or own history in the text
             background = None
             if self.style.uses(agent.variant, "background"):
@@ -92,6 +100,27 @@ class PromptBook:
             personal = compose(agent.variant, obs, tokens, self.style, background, history, makeup)
             return personal, entry[2]
         return entry[1], entry[2]
+
+    def _round_cache(self, step: int) -> dict[tuple[str, int], _Entry]:
+        """The prompts of ``step``; a new step evicts all but the ``KEPT_ROUNDS`` last used.
+
+        A shard lives for the whole run, so without eviction every round's prompts (groups
+        x variants of them, each holding its observation) would stay in memory to the end.
+        Two rounds, not one: a step rerun after a lost shard asks for the previous
+        round's prompts again."""
+        cache = self._cache.get(step)
+        if cache is None:
+            cache = self._cache[step] = {}
+            while len(self._cache) > KEPT_ROUNDS:
+                self._cache.popitem(last=False)
+        elif next(reversed(self._cache)) != step:
+            self._cache.move_to_end(step)
+        return cache
+
+    @property
+    def cached_prompts(self) -> int:
+        """Shared prompts held now (a bounded number: the last rounds' only)."""
+        return sum(len(cache) for cache in self._cache.values())
 
 
 @dataclass(frozen=True, slots=True)
