@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from megasim import yaml_strict
+from megasim.activity import ActivitySettings
 from megasim.model.config import (
     BUILTIN_BACKENDS,
     LocalModelConfig,
@@ -108,6 +109,10 @@ class SimulationConfig(BaseModel):
     default_model: str | None = Field(None, description="for agents the population gives none")
     force_model: str | None = Field(None, description="every agent uses this model (--model)")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    activity: ActivitySettings = Field(
+        default_factory=ActivitySettings,
+        description="sparse activation: who acts each step (probability, column, schedule)",
+    )
     out_dir: str = "runs"
 
     @field_validator("name")

@@ -88,6 +88,13 @@ def build_population(config: SimulationConfig) -> pa.Table:
             f"population.attributes.model: agents use models {unknown} that are not "
             f"configured under models (configured: {sorted(config.models)})"
         )
+    column = config.activity.column
+    if column is not None:
+        if column not in table.column_names:
+            raise ConfigError(f"activity.column: the population has no column {column!r}")
+        kind = table.column(column).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            raise ConfigError(f"activity.column: {column!r} must hold numbers in [0, 1]: {kind}")
     problems = get_scenario(config.scenario).check_population(table)
     if problems:
         raise ConfigError("population: " + "; ".join(problems))

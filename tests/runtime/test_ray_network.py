@@ -13,11 +13,6 @@ from tests.scenarios.test_social_opinion import decisions_of, social_data
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ray shard actors build the environment from their population slice; the graph "
-    "needs the whole population (RayRuntime must pass it to build_env, as LocalRuntime does)",
-)
 async def test_social_network_in_partition_actors_equals_local(
     cluster: str, tmp_path: Path
 ) -> None:

@@ -16,7 +16,6 @@ from tests.runtime.test_checkpoint import decisions
 from megasim.config import SimulationConfig
 from megasim.model.base import ChatRequest
 from megasim.model.scripted import ScriptedModel
-from megasim.plugins import registered_scenarios
 from megasim.run import build_population, resume_simulation, run_simulation
 from megasim.runtime.local import LocalRuntime
 from megasim.scenarios.segregation import Segregation
@@ -26,12 +25,8 @@ from megasim.scenarios.segregation_town import Town
 from megasim.simulation import Simulation, StepOutcome
 from megasim.store.run_dir import RunDirectory
 
-# by its entry point once pyproject.toml registers it (and the package is reinstalled)
-SCENARIO = (
-    "segregation"
-    if "segregation" in registered_scenarios()
-    else "megasim.scenarios.segregation:Segregation"
-)
+# by its registered name, like a user would (pyproject.toml entry point)
+SCENARIO = "segregation"
 
 
 def seg_data(out: Path, size: int = 300, rounds: int = 3, **extra: Any) -> dict[str, Any]:

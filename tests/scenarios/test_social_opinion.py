@@ -13,7 +13,7 @@ from megasim.config import SimulationConfig
 from megasim.run import run_simulation
 from megasim.scenarios.social_opinion import SocialOpinion
 
-SCENARIO = "megasim.scenarios.social_opinion:SocialOpinion"  # "social_opinion" once registered
+SCENARIO = "social_opinion"
 
 
 def social_data(out: Path, agents: int = 600, rounds: int = 3, **runtime: Any) -> dict[str, Any]:

@@ -161,6 +161,16 @@ class Environment:
     def load_keyed(self, values: Mapping[str, Any]) -> None:
         """Shard side, before ``prepare``: the values of ``keys_for`` read from the store."""
 
+    def keys_after(self) -> list[str]:
+        """Shard side, keyed environments: more keys that depend on the values just loaded
+        (a feed needs the followees read first); asked again until it returns none."""
+        return []
+
+    def acting(self, step: int, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_] | None:
+        """Shard side: which of ``ids`` may act in ``step`` (a removed account may not), on
+        top of the run's sparse activation; None: all of them."""
+        return None
+
     def writes(self, step: int, decisions: pa.Table) -> list[KeyedOp]:
         """Shard side, keyed environments: the ops a shard's decisions (rows of
         DECISION_SCHEMA) make to keyed state."""

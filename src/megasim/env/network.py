@@ -29,7 +29,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from megasim.activity import ActivitySettings
 from megasim.agent import Agent
 from megasim.env.base import DecisionBatch, Environment, KeyedOp
 from megasim.env.network_feed import RECOMMENDERS, FeedItem, Pool, engagement, newest, post_id
@@ -101,7 +100,6 @@ class SocialNetwork(Environment):
         self.graph = graph
         self.ids = np.asarray(ids, dtype=np.int64)
         self._identity = bool(np.array_equal(self.ids, np.arange(self.ids.size)))
-        self.activity: ActivitySettings | None = None  # read by shards until the config has it
         self.state = {
             "step": 0,
             "steps": steps,

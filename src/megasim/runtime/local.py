@@ -13,6 +13,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from megasim.activity import ActivityPlan
 from megasim.env.base import KeyedStore
 from megasim.env.keyed_store import in_process_store
 from megasim.message import Message
@@ -81,7 +82,10 @@ class LocalRuntime:
             env = self.scenario.build_env(self.config, self.population)
             if env.keyed and self.store is None:
                 self.store = in_process_store(self.config.runtime.env_partitions)
-            self.shards.append(AgentShard(index, agents, env, self.run_dir, self.store))
+            activity = ActivityPlan.build(self.config.activity, self.config.seed, part)
+            self.shards.append(
+                AgentShard(index, agents, env, self.run_dir, self.store, activity=activity)
+            )
         self.router = router_for(self.population, slices)
 
     def route(self, messages: Sequence[Message]) -> dict[int, list[Message]]:

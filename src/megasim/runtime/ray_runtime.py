@@ -61,6 +61,7 @@ class RayRuntime:
     def __init__(self, config: SimulationConfig, population: pa.Table, run_dir: RunDirectory):
         self.config = config
         self.population = population
+        self._population_ref: Any = None  # the population in Ray's object store
         # absolute: actors on other nodes (other working directories) write there too
         self.run_dir = RunDirectory(run_dir.path.absolute())
         self.actors: list[Any] = []
@@ -112,12 +113,15 @@ class RayRuntime:
             options["resources"] = dict(pin)
         elif runtime.placement == "spread":
             options["scheduling_strategy"] = "SPREAD"
+        if self._population_ref is None:  # put once; every actor reads the same object
+            self._population_ref = ray.put(self.population)
         return RemoteShard.options(**options).remote(
             self.config.model_dump(mode="json"),
-            self.population.slice(offset, length),
+            self._population_ref,
             index,
             str(self.run_dir.path),
             self.partitions,
+            (offset, length),
         )
 
     def _spawn_partitions(self) -> None:

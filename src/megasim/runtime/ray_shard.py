@@ -16,6 +16,7 @@ import psutil
 import pyarrow as pa
 import ray
 
+from megasim.activity import ActivityPlan
 from megasim.config import SimulationConfig
 from megasim.message import Message
 from megasim.model.base import ModelClient
@@ -49,12 +50,17 @@ class ShardActor:
     def __init__(
         self,
         config_data: dict[str, Any],
-        population: pa.Table,
+        everyone: pa.Table,
         index: int,
         run_path: str,
         partitions: list[Any],
+        rows: tuple[int, int],
     ) -> None:
+        """``everyone``: the whole population (one object in Ray's store, shared by every
+        actor of a node): the environment is built over all agents, as in the driver;
+        ``rows``: (offset, length) of this shard's agents in it."""
         config = SimulationConfig.model_validate(config_data)
+        population = everyone.slice(*rows)
         scenario = get_scenario(config.scenario)
         run_dir = RunDirectory(Path(run_path))
         # this actor's write-ahead log of answers; it replays only its own agents' answers
@@ -65,9 +71,10 @@ class ShardActor:
             config.models, models_used(population), this_node_names(), self.journal
         )
         agents = scenario.build_agents(config, population, self.models)
-        env = scenario.build_env(config, population)  # replaced by the driver's snapshot
+        env = scenario.build_env(config, everyone)  # its state: the driver's snapshot
         store = actor_store(partitions) if partitions else None
-        self.shard = AgentShard(index, agents, env, run_dir, store)
+        activity = ActivityPlan.build(config.activity, config.seed, population)
+        self.shard = AgentShard(index, agents, env, run_dir, store, activity=activity)
         self.done = 0
         self.step_no = 0
         self.process = psutil.Process()

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from megasim.activity import ActivityPlan, ActivitySettings
+from megasim.activity import ActivityPlan
 from megasim.agent import Agent, Decision
 from megasim.env.base import DecisionBatch, Environment, KeyedStore
 from megasim.message import Message
@@ -68,7 +68,7 @@ class AgentShard:
         self.env = env
         self.run_dir = run_dir
         self.store = store  # keyed shared state, for environments that have it
-        self.activity = activity  # None: the environment's ``activity`` if any, else all
+        self.activity = activity  # sparse activation (config.activity); None: all act
         self._id_array: npt.NDArray[np.int64] | None = None
         self._acting: list[Agent] = []
         self.mailbox = Mailbox()
@@ -98,8 +98,7 @@ class AgentShard:
         acting = self.acting(step)
         if self.store is not None:  # only the keys this shard's active agents observe
             self.env.load_keyed(await self.store.read(self.env.keys_for(acting)))
-            more = getattr(self.env, "keys_after", None)  # keys that depend on those read
-            while callable(more) and (keys := more()):
+            while keys := self.env.keys_after():  # keys that depend on those read
                 self.env.load_keyed(await self.store.read(keys))
         self.env.prepare()
         self.mailbox.step = step
@@ -132,18 +131,11 @@ class AgentShard:
         minus those the environment holds back (``env.acting(step, ids)``, e.g. removed
         accounts). Inactive agents make no model call and get no decision row."""
         plan = self.activity
-        if plan is None:
-            settings = getattr(self.env, "activity", None)  # until the config carries it
-            if isinstance(settings, ActivitySettings) and not settings.everyone:
-                seed = int(self.env.state.get("seed", 0))
-                plan = self.activity = ActivityPlan.for_agents(settings, seed, self.agents)
         mask = plan.mask(step) if plan is not None else None
-        held_back = getattr(self.env, "acting", None)
-        if callable(held_back):
-            ids = plan.agent_ids if plan is not None else self._ids()
-            allowed = held_back(step, ids)
-            if allowed is not None:
-                mask = allowed if mask is None else mask & allowed
+        ids = plan.agent_ids if plan is not None else self._ids()
+        allowed = self.env.acting(step, ids)
+        if allowed is not None:
+            mask = allowed if mask is None else mask & allowed
         if mask is None:
             return self.agents
         agents = self.agents

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from megasim.activity import ActivitySettings
 from megasim.agent import Agent, PersonaTable
 from megasim.env.group_stats import group_sizes
 from megasim.env.network import SocialNetwork
@@ -124,8 +123,6 @@ class SocialOpinion(Scenario):
 
     def build_env(self, config: SimulationConfig, population: pa.Table) -> SocialNetwork:
         env = self.network(social_settings(config), config.seed, config.rounds, population)
-        activity = getattr(config, "activity", None)  # shards read it (runtime/shard.py)
-        env.activity = activity if isinstance(activity, ActivitySettings) else None
         return env
 
     def build_agents(
