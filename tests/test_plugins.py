@@ -153,3 +153,16 @@ def test_an_installed_plugin_package_is_found_by_name(world: Path, tmp_path: Pat
     stored = yaml.safe_load((world / "r" / "pg" / "config.yaml").read_text())
     assert stored["scenario"] == "public_goods"
     assert stored["public_goods"]["multiplier"] == 1.6
+
+
+def test_a_scenario_reads_a_finished_runs_settings(world: Path) -> None:
+    from megasim.run import run_simulation
+
+    data = config_data("./public_goods.py:PublicGoods", world / "r")
+    data["public_goods"] = {"multiplier": 3.0}
+    config = load_config(write(world / "run.yaml", data))
+    import asyncio
+
+    result = asyncio.run(run_simulation(config, run_id="done"))
+    settings = load_scenario_class(config.scenario).read_settings(result.run_dir.path)
+    assert settings.multiplier == 3.0

@@ -229,8 +229,10 @@ def _owner_of_section(key: str) -> tuple[str, type[BaseModel]] | None:
 
 
 def load_stored_config(path: Path) -> SimulationConfig:
-    """A run directory's config.yaml (written resolved by the run itself)."""
+    """A run directory's config.yaml (written resolved by the run itself, with the
+    package versions it ran with, which are not settings)."""
     data = read_yaml(path)
+    data.pop("versions", None)
     try:
         return SimulationConfig.model_validate(data)
     except ValidationError as exc:

@@ -16,9 +16,10 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
-import yaml
 
+from megasim.config import load_stored_config
 from megasim.env.network_graph import SocialGraph
+from megasim.scenarios.base import settings_of
 from megasim.scenarios.social_opinion_settings import SocialSettings
 from megasim.store.run_dir import RunDirectory
 
@@ -75,11 +76,10 @@ def subgraph_picture(scenario: SocialOpinion, run_dir: Path, out: Path) -> Path 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # the stored config's own section, read directly: only the graph settings are needed
-    stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    settings = SocialSettings.model_validate(stored.get("social") or {})
+    config = load_stored_config(run_dir / "config.yaml")
+    settings = settings_of(config, SocialSettings)
     population = pq.read_table(run_dir / "population.parquet")
-    env = scenario.network(settings, int(stored.get("seed", 0)), 1, population)
+    env = scenario.network(settings, config.seed, 1, population)
     nodes = sample_nodes(env.graph, SAMPLE)
     if nodes.size == 0:
         return None
