@@ -27,6 +27,7 @@ from megasim.report import (
     write_plots,
 )
 from megasim.report.render import breakdown_table, cost_table, guesses_table
+from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats
 from megasim.store.schema import DECISION_SCHEMA
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -141,8 +142,10 @@ def test_round_table_matches_numpy(run: Run) -> None:
         assert r.winner == approx(0.5 * np.mean(values) + 1.0)
         assert r.tokens_in == c["tokens_in"][sel].sum()
         assert r.tokens_out == c["tokens_out"][sel].sum()
-        lat = np.median(c["latency_ms"][sel].astype(np.float64))
-        assert r.latency_p50_ms == pytest.approx(lat, rel=1e-6)
+        # the run's one p50 definition (metrics.jsonl's): nearest rank, upper edge of its bin
+        bins = np.searchsorted(LATENCY_EDGES_MS, c["latency_ms"][sel])
+        hist = np.bincount(bins, minlength=len(LATENCY_EDGES_MS) + 1).tolist()
+        assert r.latency_p50_ms == ModelStepStats(latency_hist=hist).latency_quantile_ms(0.5)
 
 
 @pytest.mark.parametrize("by", ["model", "group", "prompt_variant"])

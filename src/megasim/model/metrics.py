@@ -10,7 +10,11 @@ Vocabulary (also in docs/models.md):
 - ``errors`` count failed calls by kind (``timeout``, ``connection``, ``429``, ``5xx``,
   ``4xx``, ``malformed``) plus ``unavailable`` (requests that found no live endpoint);
 - ``retries`` count retried failures; per endpoint: retried failures that happened there;
-- latency quantiles are over successful calls (time from sending to the answer);
+- latency quantiles are over successful calls (time from sending to the answer): a
+  different quantity from a round's decision latency (a merged call serves many
+  decisions, a retried decision makes several calls, a cache hit makes none). The one
+  definition of a run's p50/p95 is per decision, in metrics.jsonl
+  (``ModelStepStats.latency_quantile_ms``), which the report reuses;
 - ``cancelled`` counts calls whose caller went away (task cancelled) before an answer.
 """
 

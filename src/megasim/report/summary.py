@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from megasim.config import DEFAULT_SCENARIO, format_validation_error
 from megasim.plugins import ScenarioLoadError, make_scenario
+from megasim.runtime.base import LATENCY_EDGES_MS, ModelStepStats
 from megasim.scenarios.base import Scenario, ValueScale
 
 BreakdownKey = Literal["model", "group", "prompt_variant"]
@@ -76,7 +77,7 @@ class RoundStats:
     winner: float | None
     tokens_in: int
     tokens_out: int
-    latency_p50_ms: float | None
+    latency_p50_ms: float | None  # metrics.jsonl's definition: see latency_p50_ms()
 
 
 @dataclass(slots=True, frozen=True)
@@ -188,6 +189,19 @@ def _opt(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
+def latency_p50_ms(histogram: Mapping[float, int]) -> float | None:
+    """A round's median decision latency by the run's one definition: the one metrics.jsonl
+    records (``ModelStepStats.latency_quantile_ms``: nearest rank, upper edge of its bin).
+
+    ``histogram`` is DuckDB's ``histogram(latency_ms::DOUBLE, LATENCY_EDGES_MS)``: a value
+    counts in the first bin whose edge is >= it (above the last edge: ``inf``), which is
+    the shards' ``searchsorted`` binning, so a report and the run's metrics give the same
+    number. (Cast to DOUBLE: on the FLOAT column DuckDB would round the edges to FLOAT.)"""
+    counts = [int(histogram.get(float(edge), 0)) for edge in LATENCY_EDGES_MS]
+    counts.append(int(histogram.get(math.inf, 0)))
+    return ModelStepStats(latency_hist=counts).latency_quantile_ms(0.5)
+
+
 def round_table(run_dir: Path) -> list[RoundStats]:
     """One RoundStats per round, ordered by step, with the winner over all groups pooled."""
     game = load_game(run_dir)
@@ -196,12 +210,12 @@ def round_table(run_dir: Path) -> list[RoundStats]:
                count(*) FILTER (WHERE no_answer AND NOT ok),
                min(v), max(v), quantile_cont(v, 0.25), quantile_cont(v, 0.75),
                sum(tokens_in)::BIGINT, sum(tokens_out)::BIGINT,
-               quantile_cont(latency_ms, 0.5)
+               histogram(latency_ms::DOUBLE, $edges)
         FROM ({_DECISIONS}) GROUP BY step ORDER BY step
     """
     con = connect(run_dir)
     try:
-        rows = query(con, sql)
+        rows = query(con, sql, {"edges": LATENCY_EDGES_MS.tolist()})
     finally:
         con.close()
     out: list[RoundStats] = []
@@ -223,7 +237,7 @@ def round_table(run_dir: Path) -> list[RoundStats]:
                 winner=game.winner(_opt(mean)),
                 tokens_in=int(tin),
                 tokens_out=int(tout),
-                latency_p50_ms=_opt(lat),
+                latency_p50_ms=latency_p50_ms(lat),
             )
         )
     return out
