@@ -236,6 +236,7 @@ async def _execute(
         await monitor.start(sim.step_index)
         try:
             await scenario.run(sim)
+            await env.drain()  # listeners fired in the background finish before the end
         except StopRequestedError as stop:
             final = "stopped"
             run_dir.append_event("stopped", step=stop.step)

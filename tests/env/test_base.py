@@ -257,4 +257,28 @@ async def test_default_apply_sets_step_and_emits_step_end() -> None:
     env.on("step_end", _recorder(calls, "l"))
     await env.apply(4, {"n": 2, "valid": 1})
     assert env.state["step"] == 4
+    assert calls == []  # fired in the background: apply does not wait for listeners
+    await env.drain()
     assert calls == [("l", "step_end", {"step": 4, "env": "world", "n": 2, "valid": 1})]
+
+
+async def test_a_slow_listener_never_holds_up_apply_and_drain_waits_for_it() -> None:
+    import time
+
+    world = Environment("world")
+    room = world.add_child(Environment("room"))
+    calls: Calls = []
+
+    async def slow(event: str, payload: Mapping[str, Any]) -> None:
+        await asyncio.sleep(0.5)
+        calls.append(("slow", event, dict(payload)))
+
+    world.on("step_end", slow)  # the parent hears the child's event (bubbling)
+    started = time.perf_counter()
+    for step in (1, 2, 3):
+        await room.apply(step, {"n": 1, "valid": 1})
+    assert time.perf_counter() - started < 0.3
+    assert room.listener_tasks is world.listener_tasks  # one set for the tree
+    await room.drain()
+    assert sorted(c[2]["step"] for c in calls) == [1, 2, 3]
+    assert not room.fire("nobody_listens", {})  # nothing scheduled for an unheard event

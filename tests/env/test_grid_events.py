@@ -116,7 +116,7 @@ async def test_a_slow_listener_never_blocks_a_step() -> None:
     await step(env, 2, [0, 7, 35])
     assert time.perf_counter() - started < 0.5  # two steps while the listeners sleep 0.6 s
     assert slow == []
-    assert env.tasks.pending == 4
+    assert env.listener_tasks.pending == 4
     await env.drain()
     # the grid's step_end reaches both listeners (it bubbles), the town's only its own
     assert sorted(p["step"] for _, p in slow) == [1, 1, 1, 2, 2, 2]
@@ -131,7 +131,7 @@ async def test_a_failing_listener_is_recorded_not_raised() -> None:
     env.child("group_a").on("group_step", broken)
     await step(env, 1, [0, 5])
     await env.drain()
-    assert [str(e) for e in env.tasks.errors] == ["listener bug"]
+    assert [str(e) for e in env.listener_tasks.errors] == ["listener bug"]
 
 
 async def test_snapshot_of_the_tree_restores_every_child() -> None:

@@ -218,6 +218,7 @@ async def test_apply_emits_step_end_with_outcome() -> None:
     game.on("step_end", listener)
     outcome = game.combine([game.reduce(_batch([0], [60.0]))])
     await game.apply(1, outcome)
+    await game.drain()
     assert len(seen) == 1
     assert seen[0]["step"] == 1
     assert seen[0]["env"] == "guess_game"

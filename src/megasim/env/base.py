@@ -28,6 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from megasim.agent import Agent
+from megasim.env.events import ListenerTasks
 
 Listener = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
@@ -108,6 +109,7 @@ class Environment:
         self.children: dict[str, Environment] = {}
         self.parent: Environment | None = None
         self._listeners: dict[str, list[Listener]] = defaultdict(list)
+        self._tasks: ListenerTasks | None = None  # the root's: see env/events.py
 
     # --- nesting -----------------------------------------------------------------
     def add_child(self, child: Environment) -> Environment:
@@ -129,6 +131,30 @@ class Environment:
     def on(self, event: str, listener: Listener) -> None:
         """Call ``listener(event, payload)`` whenever ``event`` fires here or in a child."""
         self._listeners[event].append(listener)
+
+    @property
+    def root(self) -> Environment:
+        env = self
+        while env.parent is not None:
+            env = env.parent
+        return env
+
+    @property
+    def listener_tasks(self) -> ListenerTasks:
+        """The background listener tasks of this environment's whole tree."""
+        root = self.root
+        if root._tasks is None:
+            root._tasks = ListenerTasks()
+        return root._tasks
+
+    def fire(self, event: str, payload: Mapping[str, Any]) -> bool:
+        """Announce ``event`` without waiting for its listeners (they run in the
+        background, see env/events.py); False, and nothing scheduled, if nobody listens."""
+        return self.listener_tasks.fire(self, event, payload)
+
+    async def drain(self) -> None:
+        """Wait for every listener fired so far anywhere in this environment's tree."""
+        await self.listener_tasks.drain()
 
     async def emit(self, event: str, payload: Mapping[str, Any]) -> None:
         """Run this environment's listeners concurrently, then bubble to the parent."""
@@ -200,6 +226,7 @@ class Environment:
         }
 
     async def apply(self, step: int, outcome: Mapping[str, Any]) -> None:
-        """Fold the outcome into the state and announce it."""
+        """Fold the outcome into the state and announce it (``step_end``, fired: a slow
+        listener never holds up the next step)."""
         self.state["step"] = step
-        await self.emit("step_end", {"step": step, "env": self.name, **outcome})
+        self.fire("step_end", {"step": step, "env": self.name, **outcome})

@@ -15,7 +15,7 @@ own cell: stay). ``reduce`` turns a shard's decisions into move requests (two in
 arrays); the driver's ``combine`` resolves all of them at once (env/grid_moves.py:
 cells empty at the start of the step only, conflicts by a seeded key, losers stay) and
 measures the new grid; ``apply`` commits it and fires events in the background
-(env/grid_events.py): ``moved`` (agents, from, to), ``in_range`` (pairs of agents that
+(env/events.py): ``moved`` (agents, from, to), ``in_range`` (pairs of agents that
 became neighbours; computed only when someone listens) and ``step_end``.
 """
 
@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from megasim.agent import Agent
 from megasim.env.base import DecisionBatch, Environment
-from megasim.env.grid_events import ListenerTasks, listened
+from megasim.env.events import listened
 from megasim.env.grid_geometry import Cells, Geometry
 from megasim.env.grid_moves import MoveResult, new_pairs_in_range, resolve_moves
 from megasim.env.grid_stats import Codes, cell_groups, summary
@@ -97,7 +97,6 @@ class GridWorld(Environment):
             raise ValueError("agent_ids, groups and positions must have one entry per agent")
         if np.unique(positions).size != positions.size:
             raise ValueError("two agents share a cell")
-        self.tasks = ListenerTasks()
         self.state = {
             "step": 0,
             "seed": seed,
@@ -312,9 +311,9 @@ class GridWorld(Environment):
                 "from": _frozen(result.origins),
                 "to": _frozen(result.positions[result.movers]),
             }
-            self.tasks.fire(self, "moved", moved)
+            self.fire("moved", moved)
         if listened(self, "in_range"):
             pairs = new_pairs_in_range(result, before, self.geometry)
             if pairs.size:
-                self.tasks.fire(self, "in_range", {"step": step, "pairs": _frozen(ids[pairs])})
-        self.tasks.fire(self, "step_end", {"step": step, "env": self.name, **outcome})
+                self.fire("in_range", {"step": step, "pairs": _frozen(ids[pairs])})
+        self.fire("step_end", {"step": step, "env": self.name, **outcome})

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from megasim.config import SimulationConfig
-    from megasim.simulation import Simulation
 
 MAX_GROUPS = 26
 
@@ -117,11 +116,6 @@ class Segregation(Scenario):
             Resident(agent_id, row, personas, models[name], group, book)
             for row, (agent_id, group, name) in enumerate(zip(ids, groups, names, strict=True))
         ]
-
-    async def run(self, sim: Simulation) -> None:
-        await sim.step_until(sim.config.rounds)  # a resumed run continues where it was
-        if isinstance(sim.env, Town):
-            await sim.env.drain()  # listeners run in the background: let them finish
 
     def report(self, run_dir: Path, out_dir: Path, console: Console) -> list[Path]:
         from megasim.scenarios.segregation_report import write_report

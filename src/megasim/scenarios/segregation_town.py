@@ -10,7 +10,7 @@
 
 Every event bubbles up to ``town``'s listeners (``Environment.emit``), so one listener on
 ``town`` for ``"*"`` sees everything. All of them are fired in the background
-(env/grid_events.py, one ``ListenerTasks`` for the whole tree): a slow listener never
+(env/events.py, one ``ListenerTasks`` for the whole tree): a slow listener never
 holds up a step, and ``drain`` waits for them at the end of a run.
 """
 
@@ -39,7 +39,6 @@ class Town(Environment):
         super().__init__()
         self.grid = grid
         self.add_child(grid)
-        self.tasks = grid.tasks  # one set of background listener tasks for the whole tree
         self.groups = [self.add_child(Environment(group_env_name(g))) for g in grid.labels]
         self.state = {"step": 0}
 
@@ -73,10 +72,6 @@ class Town(Environment):
         await self.grid.apply(step, outcome)
         for env, entry in zip(self.groups, outcome["groups"], strict=True):
             env.state.update(entry, step=step)
-            self.tasks.fire(env, "group_step", {"step": step, **entry})
+            env.fire("group_step", {"step": step, **entry})
         self.state["step"] = step
-        self.tasks.fire(self, "step_end", {"step": step, "env": self.name, **outcome})
-
-    async def drain(self) -> None:
-        """Wait for every listener fired so far (see env/grid_events.py)."""
-        await self.tasks.drain()
+        self.fire("step_end", {"step": step, "env": self.name, **outcome})

@@ -2,16 +2,17 @@
 
 ``Environment.emit`` awaits every listener, and ``Simulation.step`` awaits
 ``env.apply``: a listener that writes to a slow service would hold up the whole run.
-Environments here announce events with ``ListenerTasks.fire`` instead, which starts
-``emit`` (this environment's listeners, then bubbling to the parents' as usual) in a
-background task and returns at once. Consequences, on purpose:
+So environments announce events with ``Environment.fire`` (the default ``apply`` fires
+``step_end`` so), which hands them to the tree's ``ListenerTasks``: ``emit`` (this
+environment's listeners, then bubbling to the parents' as usual) starts in a background
+task and ``fire`` returns at once. Consequences, on purpose:
 
 - a slow listener never delays a step; listeners of step n may still run during step
   n + 1 (their payloads are immutable copies, so they see step n's data);
 - events of one environment start in the order fired, but listeners are not serialised;
 - a failing listener is logged and kept in ``errors``; it never fails the run;
-- ``await tasks.drain()`` waits for everything fired so far (a scenario's ``run`` does
-  it at the end, so no listener is cut off when the run's event loop closes).
+- ``await env.drain()`` waits for everything fired so far in the tree (the run does it
+  after the scenario's loop, so no listener is cut off when the run's event loop closes).
 
 Nothing is computed for an event that nobody listens to (``listened``): the grid's
 ``in_range`` pairs cost a pass over the movers' neighbourhoods, skipped when unheard.
@@ -22,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from megasim.env.base import Environment
+if TYPE_CHECKING:
+    from megasim.env.base import Environment
 
 log = logging.getLogger(__name__)
 
