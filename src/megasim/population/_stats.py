@@ -1,4 +1,9 @@
-"""Numeric helpers (numpy + math only, since scipy is not a dependency)."""
+"""Numeric helpers (numpy + math only, since scipy is not a dependency).
+
+Measured against scipy (docs/benchmarks.md, "Hand-written statistics vs scipy"):
+``chi2_sf`` is 12x faster per call than ``scipy.stats.chi2.sf`` with identical values;
+the moments are within 1.7x of ``scipy.stats.truncnorm`` either way.
+"""
 
 from __future__ import annotations
 
