@@ -25,8 +25,9 @@ from megasim.config import SimulationConfig
 from megasim.env.base import DecisionBatch, Environment
 from megasim.model.base import ChatMessage, ChatRequest, ModelClient
 from megasim.model.parsing import parse_guess
+from megasim.model.stand_in import register_stand_in
 from megasim.scenarios.base import Scenario, ValueScale, settings_of
-from megasim.seeding import CallSeeds
+from megasim.seeding import CallSeeds, mix64
 from megasim.store.run_dir import RunDirectory
 
 
@@ -155,7 +156,12 @@ class Contributor(Agent):
             SCHEMA,
             self.id,
             self.persona,
-            {"task": "public_goods", "step": observation["step"], "high": observation["endowment"]},
+            {
+                "task": "public_goods",
+                "step": observation["step"],
+                "high": observation["endowment"],
+                "last_mean": observation["last_mean"],
+            },
         )
         response = await self.model.complete(request)
         if response.error is not None:  # already retried by the model layer
@@ -173,7 +179,20 @@ class Contributor(Agent):
         )
 
 
-# --- 4. the scenario: ties it together, and adds its own report -----------------------------
+# --- 4. a stand-in answer for scale runs on the surrogate model (never LLM behaviour) -------
+def conditional_cooperator(request: ChatRequest) -> str:
+    """Give about what the group gave last round (first round: a seeded share), +-20 %."""
+    high = float(request.meta["high"])
+    noise = mix64(request.seed or 0) / 2**64  # a pure function of the call's seed
+    anchor = request.meta.get("last_mean")
+    base = high * noise if anchor is None else float(anchor) * (0.8 + 0.4 * noise)
+    return f'{{"contribution": {round(min(high, max(0.0, base)), 1)}}}'
+
+
+register_stand_in("public_goods", conditional_cooperator)
+
+
+# --- 5. the scenario: ties it together, and adds its own report -----------------------------
 class PublicGoods(Scenario):
     name = "public_goods"
     section = "public_goods"

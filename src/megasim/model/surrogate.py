@@ -5,7 +5,8 @@ personas change the answers: the deeper the variant's reasoning (P1 < P2 < P3 < 
 the more iterations of ``ratio * x + offset`` from the anchor (the middle of the
 range, or last round's winning number). In chat rooms (``meta["task"] == "opinion"``)
 it moves the agent's opinion part of the way towards the mean of the posts it read,
-with seeded openness and noise (a DeGroot-style update). Its output is prefixed
+with seeded openness and noise (a DeGroot-style update). Other scenarios register their
+own rule per task (model/stand_in.py). Its output is prefixed
 ``[surrogate]`` and must never be reported as LLM behaviour.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from megasim.model.base import ChatRequest, ChatResponse
-from megasim.model.surrogate_grid import segregation_choice
+from megasim.model.stand_in import stand_in_rule
 from megasim.seeding import mix64
 
 VARIANT_DEPTH = {"P1": 0.6, "P2": 1.2, "P3": 2.0, "P4": 2.5, "P5": 1.0}
@@ -112,8 +113,9 @@ class SurrogateModel:
         task = request.meta.get("task")
         if task in ("interview", "survey"):
             return ChatResponse(self.inquiry(request), self.name, 0, 0, self.latency_s)
-        if task == "segregation":  # the grid scenario's stay-or-move rule
-            text = f"{LABEL} {segregation_choice(request)}"
+        rule = stand_in_rule(task)
+        if rule is not None:  # a scenario's own rule (model/stand_in.py)
+            text = f"{LABEL} {rule(request)}"
         elif task == "opinion":
             value = self.opinion(request)
             message = f"{LABEL} I now rate it {value:g}."

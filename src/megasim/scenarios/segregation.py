@@ -25,9 +25,11 @@ from megasim.agent import Agent, PersonaTable
 from megasim.env.grid import GridWorld, random_placement
 from megasim.env.grid_geometry import Geometry
 from megasim.model.base import ModelClient
+from megasim.model.stand_in import register_stand_in
 from megasim.scenarios.base import Scenario
 from megasim.scenarios.segregation_agent import Resident, ResidentBook
 from megasim.scenarios.segregation_settings import SegregationSettings
+from megasim.scenarios.segregation_stand_in import segregation_choice
 from megasim.scenarios.segregation_town import Town
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from megasim.config import SimulationConfig
 
 MAX_GROUPS = 26
+register_stand_in("segregation", segregation_choice)  # the surrogate's Schelling rule
 
 
 def group_codes(population: pa.Table, attribute: str) -> tuple[np.ndarray[Any, Any], list[str]]:

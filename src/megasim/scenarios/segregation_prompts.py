@@ -15,7 +15,7 @@ from typing import Any
 
 from megasim.env.grid_view import GridView, Place
 from megasim.model.base import ChatMessage
-from megasim.model.surrogate_grid import LETTERS
+from megasim.scenarios.segregation_stand_in import LETTERS
 
 STAY = "stay"
 SYSTEM = "You are a person deciding where to live in a town laid out as a grid. Your background: "

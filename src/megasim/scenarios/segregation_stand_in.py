@@ -1,5 +1,8 @@
 """The surrogate's answer in the segregation scenario: a seeded Schelling rule, not an LLM.
 
+Registered for ``meta["task"] == "segregation"`` by scenarios/segregation.py (see
+model/stand_in.py).
+
 Why a rule: scale tests and 100k-agent runs need answers that react to what the agent
 sees, cost nothing and repeat exactly. The request's ``meta`` carries the numbers the
 prompt states (``here``: same-group and occupied neighbours; ``offers``: the same for
