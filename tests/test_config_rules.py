@@ -40,6 +40,22 @@ def error_of(path: Path, overrides: dict[str, Any] | None = None) -> str:
 # --- relative paths ---------------------------------------------------------------------
 
 
+def test_paths_in_a_scenarios_own_section_are_relative_to_the_config(
+    write: Callable[..., Path], tmp_path: Path
+) -> None:
+    """social.graph.path (a Path field, two levels down): absolute from the config's folder,
+    so Ray actors and resumes elsewhere read the same edge list."""
+
+    def social(path: str) -> dict[str, Any]:
+        graph = {"kind": "edge_list", "path": path}
+        return {**BASE, "scenario": "social_opinion", "social": {"graph": graph}}
+
+    config = load_config(write(social("data/edges.csv")))
+    assert config.scenario_settings.graph.path == tmp_path / "cfg" / "data" / "edges.csv"
+    again = load_config(write(social(str(tmp_path / "e.csv"))))
+    assert again.scenario_settings.graph.path == tmp_path / "e.csv"
+
+
 def test_relative_paths_are_relative_to_the_config_file(
     write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -395,11 +396,42 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
+def resolve_section_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The same rule inside the scenario's own section: a field typed ``Path`` (at any
+    depth, e.g. ``social.graph.path``) given relative is made absolute from the config's
+    folder. A reference that does not load is left for validation to report."""
+    reference = data.get("scenario", DEFAULT_SCENARIO)
+    try:
+        scenario = load_scenario_class(str(reference))
+    except ScenarioLoadError:
+        return data
+    section, model = scenario.section, scenario.settings_model
+    if section is None or model is None or not isinstance(data.get(section), dict):
+        return data
+    return {**data, section: _paths_of_model(model, data[section], base)}
+
+
+def _paths_of_model(model: type[BaseModel], value: dict[str, Any], base: Path) -> dict[str, Any]:
+    resolved = dict(value)
+    for name, field in model.model_fields.items():
+        if name not in resolved:
+            continue
+        kinds = typing.get_args(field.annotation) or (field.annotation,)
+        if Path in kinds:
+            resolved[name] = _from_config_dir(base, resolved[name], absolute=True)
+            continue
+        nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if nested and isinstance(resolved[name], dict):
+            resolved[name] = _paths_of_model(nested[0], resolved[name], base)
+    return resolved
+
+
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> SimulationConfig:
     """Read, resolve paths (relative to the file), apply CLI flags (their paths are relative
     to the working directory) and validate; every problem is a ConfigError naming the file."""
     data = apply_overrides(resolve_paths(read_yaml(path), path.parent), overrides or {})
     try:
+        data = resolve_section_paths(data, path.parent)
         return SimulationConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc, data)) from exc
