@@ -67,7 +67,7 @@ class Segregation(Scenario):
     name: ClassVar[str] = "segregation"
     section: ClassVar[str | None] = "segregation"
     settings_model: ClassVar[type[SegregationSettings]] = SegregationSettings
-    headline: ClassVar[tuple[str, str] | None] = ("same_share", "Same-group share")
+    headline: ClassVar[tuple[str, str] | None] = ("same_share", "same-group")
 
     def options(self, config: SimulationConfig) -> SegregationSettings:
         settings = self.settings(config)
