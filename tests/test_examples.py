@@ -33,3 +33,16 @@ def test_every_scenario_has_an_example() -> None:
 
     named = {yaml.safe_load(c.read_text())["scenario"] for c in CONFIGS}
     assert set(registered_scenarios()) <= named
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_scenario_says_truly_whether_its_environment_has_keyed_state(config: Path) -> None:
+    """``Scenario.keyed_state`` (which decides the env_partitions warning) matches the
+    environment the scenario builds."""
+    from megasim.config import load_config
+    from megasim.plugins import make_scenario
+    from megasim.run import build_population
+
+    cfg = load_config(config, {"agents": 30, "model": "surrogate"})
+    scenario = make_scenario(cfg.scenario)
+    assert type(scenario).keyed_state == scenario.build_env(cfg, build_population(cfg)).keyed

@@ -83,6 +83,7 @@ class SocialOpinion(Scenario):
     section: ClassVar[str | None] = "social"
     settings_model: ClassVar[type[SocialSettings]] = SocialSettings
     headline: ClassVar[tuple[str, str] | None] = ("bimodality", "bimodality")
+    keyed_state: ClassVar[bool] = True  # posts, likes and follows: keyed partitions
 
     def network(
         self, settings: SocialSettings, seed: int, steps: int, population: pa.Table
