@@ -31,6 +31,13 @@ class LocalModelConfig(_ModelBase):
     parallel: int = Field(4, ge=1, le=256, description="llama.cpp slots decoding together")
     context_per_slot: int = Field(1024, ge=256)
     threads: int | None = Field(None, ge=1)
+    deterministic: bool = Field(
+        False,
+        description="fresh runs give the same answers: no prompt-cache reuse across "
+        "requests and one call decoded at a time (a merged call's samples still share its "
+        "slots). Costs the shared-prefix saving and all batching across calls: several "
+        "times slower on a loaded CPU (figures in docs/models.md)",
+    )
 
 
 class EndpointConfig(BaseModel):

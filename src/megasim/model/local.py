@@ -4,6 +4,10 @@ llama.cpp batches the slots' tokens together and reuses a slot's cached prompt
 prefix, so agents that share a system prompt do not pay for it again.
 xllamacpp releases the GIL while it works, so calls run on a thread pool sized
 to the slot count and the event loop stays free.
+
+Both make a call's numerics depend on process history: which cached prefix a slot
+reuses, and which other calls share its decode batch. ``deterministic=True`` removes
+both (docs/reliability.md, part 6) at the cost of that speed.
 """
 
 from __future__ import annotations
@@ -86,7 +90,12 @@ class LocalModel:
         structured: bool = True,
         temperature: float = 1.0,
         max_tokens_cap: int | None = None,
+        deterministic: bool = False,
     ) -> None:
+        """``deterministic``: every call processes its whole prompt (no cached prefix from
+        an earlier, different request) and calls are decoded one at a time, so a call's
+        answer depends only on the call, not on what else is in flight or ran before.
+        The ``parallel`` slots then serve only the samples of one merged call."""
         import xllamacpp
 
         self.name = name
@@ -95,6 +104,7 @@ class LocalModel:
         self.max_tokens_cap = max_tokens_cap
         self.path = resolve_model_path(path)
         self.structured = structured
+        self.deterministic = deterministic
         params = xllamacpp.CommonParams()
         params.model.path = str(self.path)
         params.n_parallel = parallel
@@ -102,6 +112,9 @@ class LocalModel:
         params.verbosity = -1
         params.cpuparams.n_threads = threads or os.cpu_count() or 2
         params.cpuparams_batch.n_threads = threads or os.cpu_count() or 2
+        if deterministic:
+            # server-wide default for requests without the field; each body also says so
+            params.cache_prompt = False
         try:
             self._server: Any = xllamacpp.Server(params)
         except Exception as exc:  # the C++ side reports load failures as generic errors
@@ -109,7 +122,8 @@ class LocalModel:
         self.max_n = parallel  # llama.cpp serves n <= its slot count in one call
         self.metrics = ModelMetrics(name)  # shared with the retry wrapper
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"llama-{name}")
-        self._slots = asyncio.Semaphore(parallel)
+        # deterministic: one call in llama.cpp at a time, so no other call shares its batch
+        self._slots = asyncio.Semaphore(1 if deterministic else parallel)
 
     def _call(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._server.handle_chat_completions(body)
@@ -123,6 +137,10 @@ class LocalModel:
         body = chat_body(request, self.structured, self.temperature, self.max_tokens_cap)
         if n > 1:
             body["n"] = n
+        if self.deterministic:
+            # llama.cpp's per-request switch (default true): reusing another request's
+            # cached prefix changes the numerics of the rest of the prompt
+            body["cache_prompt"] = False
         started = time.perf_counter()
         async with self._slots:
             self.metrics.call_started(_ENDPOINT)
