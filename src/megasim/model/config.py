@@ -35,8 +35,9 @@ class LocalModelConfig(_ModelBase):
         False,
         description="fresh runs give the same answers: no prompt-cache reuse across "
         "requests and one call decoded at a time (a merged call's samples still share its "
-        "slots). Costs the shared-prefix saving and all batching across calls: several "
-        "times slower on a loaded CPU (figures in docs/models.md)",
+        "slots). Costs the shared-prefix saving and all batching across calls: 3-4x "
+        "slower with 2 threads, ~1.1x with threads: 1 on a busy 2-core machine "
+        "(docs/models.md)",
     )
 
 
