@@ -15,7 +15,6 @@ import pyarrow as pa
 import pytest
 
 from megasim.config import SimulationConfig
-from megasim.model import local
 from megasim.model.fake_server import FakeServer
 from megasim.run import run_simulation
 
@@ -69,20 +68,6 @@ def test_fresh_merged_runs_against_a_server_are_identical(tmp_path: Path) -> Non
     assert all(t.equals(tables[0]) for t in tables[1:])
 
 
-def force_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every LocalModel built in the test is deterministic, whatever the factory passes:
-    model/factory.py does not forward ``LocalModelConfig.deterministic`` yet
-    (tests/model/test_local_deterministic.py pins that gap). The configs below also set it,
-    so this helper can go once the factory forwards it."""
-
-    class Deterministic(local.LocalModel):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["deterministic"] = True
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(local, "LocalModel", Deterministic)
-
-
 def differing(tables: list[pa.Table]) -> list[int]:
     """Per later run, how many decisions' raw text differs from the first run's."""
     first = tables[0].column("raw_text").to_pylist()
@@ -93,12 +78,9 @@ def differing(tables: list[pa.Table]) -> list[int]:
 
 
 @pytest.mark.slow
-def test_deterministic_bundled_model_runs_are_identical(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_deterministic_bundled_model_runs_are_identical(tmp_path: Path) -> None:
     """``deterministic: true``: no prompt-cache reuse, one call decoded at a time; two fresh
     runs (6 agents, 2 shards, P1/P3, 2 rounds, merge on) give the same decisions."""
-    force_deterministic(monkeypatch)
     # one llama.cpp thread: on a shared machine its threads otherwise wait for each other
     # whenever one is descheduled (calls took minutes on 2 busy cores)
     model = {
@@ -120,14 +102,10 @@ def test_deterministic_bundled_model_runs_are_identical(
     reason="bundled model: 10-70 s a run on 2 cores; set MEGASIM_DETERMINISM_LOCAL=1",
 )
 @pytest.mark.parametrize("deterministic", [False, True], ids=["default", "deterministic"])
-def test_fresh_merged_runs_of_the_bundled_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic: bool
-) -> None:
+def test_fresh_merged_runs_of_the_bundled_model(tmp_path: Path, deterministic: bool) -> None:
     """24 agents, 2 rounds, three fresh runs. Default: reports (does not assert) how many
     decisions differ, since llama.cpp's batch composition and prompt cache vary between
     runs (docs/reliability.md, part 6). ``deterministic``: asserts none differ."""
-    if deterministic:
-        force_deterministic(monkeypatch)
     model = {
         "backend": "local",
         "parallel": 4,

@@ -13,7 +13,8 @@ from megasim.model.base import ChatMessage, ChatRequest, ChatResponse
 from megasim.model.config import ModelConfig
 from megasim.model.factory import build_models
 from megasim.model.journal import JournalingModel, StepJournal, request_digest
-from megasim.model.merge import MergingModel, fan_out, member_order
+from megasim.model.merge import MergingModel, member_order
+from megasim.model.wire import fan_out
 from megasim.store.run_dir import RunDirectory
 
 

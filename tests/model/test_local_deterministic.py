@@ -87,12 +87,6 @@ class _BuiltError(Exception):
     """Raised by the stand-in LocalModel: the factory's arguments are all the test needs."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="model/factory.py does not yet pass LocalModelConfig.deterministic to LocalModel "
-    "(a one-line change outside this change's files); remove this marker when it does",
-)
 def test_factory_passes_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 

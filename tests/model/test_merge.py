@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from megasim.model.base import ChatMessage, ChatRequest, ChatResponse, ModelError
-from megasim.model.merge import MergingModel, fan_out, merge_key
+from megasim.model.merge import MergingModel, merge_key
+from megasim.model.wire import fan_out
 
 
 class NModel:

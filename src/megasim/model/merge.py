@@ -78,31 +78,6 @@ class MergeStats:
         return {"requests": self.requests, "calls": self.calls, "merged": self.merged}
 
 
-def fan_out(
-    texts: list[str],
-    model: str,
-    tokens_in: int,
-    tokens_out: int,
-    latency_s: float,
-    tokens_cached: int = 0,
-) -> list[ChatResponse]:
-    """One response per choice of a call: prompt tokens on the first, completion tokens
-    split evenly (remainder on the first), so the members' sums equal the call's usage."""
-    n = max(1, len(texts))
-    share, rest = divmod(tokens_out, n)
-    return [
-        ChatResponse(
-            text=text,
-            model=model,
-            tokens_in=tokens_in if i == 0 else 0,
-            tokens_out=share + (rest if i == 0 else 0),
-            latency_s=latency_s,
-            tokens_cached=tokens_cached if i == 0 else 0,
-        )
-        for i, text in enumerate(texts)
-    ]
-
-
 def split_response(response: ChatResponse, n: int) -> list[ChatResponse]:
     """The same failure for each of ``n`` members (each records it once)."""
     return [
