@@ -51,7 +51,7 @@ async def one_run(agents: int, runtime_kind: str, shards: int) -> dict[str, Any]
         population = build_population(config)
         run_dir = RunDirectory.create(Path(tmp), "bench")
         rss_before = process.memory_info().rss
-        runtime = make_runtime(config, scenario, population, run_dir)
+        runtime = make_runtime(config, population, run_dir)
         await runtime.start()
         sim = Simulation(config, runtime, scenario.build_env(config, population), run_dir)
         started = time.perf_counter()

@@ -64,7 +64,7 @@ async def bench(side: int, agents: int, shards: int) -> dict[str, float]:
         replica.prepare()
         figures["snapshot_restore_prepare_s"] = time.perf_counter() - started
         run_dir = RunDirectory.create(Path(tmp), "bench")
-        runtime = LocalRuntime(config, scenario, population, run_dir)
+        runtime = LocalRuntime(config, population, run_dir)
         started = time.perf_counter()
         await runtime.start()  # builds each shard's agents and environment replica
         figures["build_shards_s"] = time.perf_counter() - started

@@ -62,7 +62,7 @@ async def one_run(agents: int, shards: int) -> dict[str, float]:
         models = build_models(config.models, {"surrogate"})
         gc.collect()
         rss_before = process.memory_info().rss
-        runtime = LocalRuntime(config, scenario, population, run_dir, models)
+        runtime = LocalRuntime(config, population, run_dir, models)
         await runtime.start()
         built = time.perf_counter()
         gc.collect()

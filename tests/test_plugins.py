@@ -166,3 +166,13 @@ def test_a_scenario_reads_a_finished_runs_settings(world: Path) -> None:
     result = asyncio.run(run_simulation(config, run_id="done"))
     settings = load_scenario_class(config.scenario).read_settings(result.run_dir.path)
     assert settings.multiplier == 3.0
+
+
+def test_a_scenario_without_settings_of_its_own(tmp_path: Path) -> None:
+    """No section: the plain run config, and the built-ins' sections are refused."""
+    data = config_data("tests.runtime.test_mailbox:RelayScenario", tmp_path)
+    config = SimulationConfig.model_validate(data)
+    assert config.scenario_settings is None
+    assert "game" not in config.model_dump()
+    with pytest.raises(ValueError, match="applies to scenario guess_two_thirds only"):
+        SimulationConfig.model_validate({**data, "game": {"ratio": 0.5}})

@@ -30,7 +30,6 @@ from megasim.runtime.base import ProgressFn, Runtime
 from megasim.runtime.checkpoint import CheckpointStore
 from megasim.runtime.local import LocalRuntime, models_used
 from megasim.scenarios import get_scenario
-from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation, StepListener, StepOutcome
 from megasim.store.run_dir import RunDirectory, RunDirectoryError
 from megasim.store.run_lock import RunLock
@@ -101,15 +100,13 @@ def build_population(config: SimulationConfig) -> pa.Table:
     return table
 
 
-def make_runtime(
-    config: SimulationConfig, scenario: Scenario, population: pa.Table, run_dir: RunDirectory
-) -> Runtime:
+def make_runtime(config: SimulationConfig, population: pa.Table, run_dir: RunDirectory) -> Runtime:
     """The configured runtime; Ray is imported only when asked for."""
     if config.runtime.kind == "ray":
         from megasim.runtime.ray_runtime import RayRuntime
 
         return RayRuntime(config, population, run_dir)
-    return LocalRuntime(config, scenario, population, run_dir)
+    return LocalRuntime(config, population, run_dir)
 
 
 async def run_simulation(
@@ -219,7 +216,7 @@ async def _execute(
     resume: tuple[int, Path] | None,
 ) -> RunResult:
     scenario = get_scenario(config.scenario)
-    runtime = make_runtime(config, scenario, population, run_dir)
+    runtime = make_runtime(config, population, run_dir)
     monitor = RunMonitor(run_dir, runtime, population.num_rows, config.rounds)
     final = "failed"
     try:

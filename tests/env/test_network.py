@@ -68,7 +68,7 @@ async def _run(
     population = build_population(config)
     run_dir = RunDirectory.create(tmp_path, f"s{shards}")
     model = ScriptedModel("s", responder=responder)
-    runtime = LocalRuntime(config, scenario, population, run_dir, models={"s": model})
+    runtime = LocalRuntime(config, population, run_dir, models={"s": model})
     await runtime.start()
     sim = Simulation(config, runtime, scenario.build_env(config, population), run_dir)
     await scenario.run(sim)

@@ -60,7 +60,7 @@ async def test_inactive_agents_make_no_call_and_write_no_row(tmp_path: Path) -> 
     model = ScriptedModel(
         "s", responder=lambda r: '{"opinion": 60, "action": "post", "message": "hi"}'
     )
-    runtime = LocalRuntime(config, scenario, population, run_dir, models={"s": model})
+    runtime = LocalRuntime(config, population, run_dir, models={"s": model})
     await runtime.start()
     settings = ActivitySettings(probability=0.1)
     for offset, shard in zip((0, 1500), runtime.shards, strict=True):

@@ -18,6 +18,7 @@ from megasim.model.scripted import ScriptedModel
 from megasim.runtime.checkpoint import CheckpointStore
 from megasim.runtime.local import LocalRuntime
 from megasim.runtime.mailbox import Mailbox, MessageRouter
+from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation
 from megasim.store.run_dir import RunDirectory
 
@@ -71,7 +72,7 @@ class RelayAgent(Agent):
         return Decision(value=value, valid=True, raw_text=",".join(m.content for m in self.inbox))
 
 
-class RelayScenario:
+class RelayScenario(Scenario):
     name = "relay"
 
     def build_env(self, config: SimulationConfig, population: pa.Table) -> Environment:
@@ -85,9 +86,6 @@ class RelayScenario:
         ids = population.column("agent_id").to_pylist()
         return [RelayAgent(i, row, personas, model, group=0) for row, i in enumerate(ids)]
 
-    def check_population(self, population: pa.Table) -> list[str]:
-        return []
-
     async def run(self, sim: Simulation) -> None:
         while sim.step_index < 3:
             await sim.step()
@@ -95,11 +93,16 @@ class RelayScenario:
 
 def setup(tmp_path: Path, name: str, shards: int) -> tuple[Simulation, LocalRuntime]:
     config = SimulationConfig.model_validate(
-        {"population": {"size": N}, "runtime": {"shards": shards}, "out_dir": str(tmp_path)}
+        {
+            "scenario": "tests.runtime.test_mailbox:RelayScenario",  # as a user would name it
+            "population": {"size": N},
+            "runtime": {"shards": shards},
+            "out_dir": str(tmp_path),
+        }
     )
     population = pa.table({"agent_id": list(range(N)), "group": [0] * N})
     run_dir = RunDirectory.create(tmp_path, name)
-    runtime = LocalRuntime(config, RelayScenario(), population, run_dir, models={})
+    runtime = LocalRuntime(config, population, run_dir, models={})
     return Simulation(config, runtime, Environment("relay"), run_dir), runtime
 
 

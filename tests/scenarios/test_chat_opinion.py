@@ -69,7 +69,7 @@ async def test_agents_read_their_own_room_only(tmp_path: Path) -> None:
     population = build_population(cfg)
     run_dir = RunDirectory.create(tmp_path, "scripted")
     model = ScriptedModel("s", responder=responder)
-    runtime = LocalRuntime(cfg, scenario, population, run_dir, models={"s": model})
+    runtime = LocalRuntime(cfg, population, run_dir, models={"s": model})
     await runtime.start()
     sim = Simulation(cfg, runtime, scenario.build_env(cfg, population), run_dir)
     await scenario.run(sim)

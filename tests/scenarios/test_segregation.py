@@ -54,7 +54,7 @@ async def scripted_run(
     population = build_population(cfg)
     run_dir = RunDirectory.create(Path(cfg.out_dir), run_id)
     model = ScriptedModel("s", responder=responder)
-    runtime = LocalRuntime(cfg, scenario, population, run_dir, models={"s": model})
+    runtime = LocalRuntime(cfg, population, run_dir, models={"s": model})
     await runtime.start()
     sim = Simulation(cfg, runtime, scenario.build_env(cfg, population), run_dir)
     await scenario.run(sim)

@@ -24,11 +24,11 @@ from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metric
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.mailbox import router_for
 from megasim.runtime.shard import AgentShard
+from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
 
 if TYPE_CHECKING:
     from megasim.config import SimulationConfig
-    from megasim.scenarios.base import Scenario
 
 
 def models_used(population: pa.Table) -> set[str]:
@@ -52,13 +52,14 @@ class LocalRuntime:
     def __init__(
         self,
         config: SimulationConfig,
-        scenario: Scenario,
         population: pa.Table,
         run_dir: RunDirectory,
         models: Mapping[str, ModelClient] | None = None,
     ) -> None:
+        """Like RayRuntime's actors, it builds agents and environments with the scenario
+        the config names (``config.scenario``, resolved by megasim.plugins)."""
         self.config = config
-        self.scenario = scenario
+        self.scenario = get_scenario(config.scenario)
         self.population = population
         self.run_dir = run_dir
         self._owns_models = models is None
