@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from megasim.cli import app
 from megasim.config import ConfigError, load_config
-from megasim.scenarios.guess_settings import GameConfig
 from megasim.env.guess_game import GuessObservation
 from megasim.run import run_simulation
 from megasim.scenarios.guess_prompt_spec import PARTS, PromptSpec
 from megasim.scenarios.guess_prompts import PromptStyle, build_prompt, compose
+from megasim.scenarios.guess_settings import GameConfig
 from megasim.scenarios.guess_two_thirds import makeup_texts, style_of
 from megasim.store.run_dir import RunDirectory
 
