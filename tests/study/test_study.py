@@ -205,6 +205,10 @@ def test_killed_study_continues_without_rerunning_finished_cells(tmp_path: Path)
         ({"name": "s", "base": "nope.yaml"}, "base: "),
         ({"name": "../x", "base": "base.yaml"}, "name"),
         ({"name": "s"}, "give exactly one of base"),
+        (
+            {"name": "s", "config": {"scenario": "chat_opinion", "population": {"size": 4}}},
+            "a study runs the paper's guessing game",
+        ),
     ],
 )
 def test_bad_study_exits_2_naming_the_field(

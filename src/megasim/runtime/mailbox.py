@@ -49,6 +49,16 @@ class Mailbox:
     def post(self, message: Message) -> None:
         self.outgoing.append(message)
 
+    def hold_unread(self, acted: set[int]) -> int:
+        """Sparse activation: messages addressed to agents that did not act this step are
+        sent again (ahead of this step's), so they wait, in flight and checkpointed, until
+        their receiver acts. A group broadcast is read by the members who act in the step
+        it arrives, like a post in a room. Returns how many are held."""
+        held = [m for r, ms in self._direct.items() if r not in acted for m in ms]
+        if held:
+            self.outgoing = held + self.outgoing
+        return len(held)
+
     def collect(self) -> list[Message]:
         """Everything posted this step; the mailbox starts empty for the next."""
         out, self.outgoing = self.outgoing, []

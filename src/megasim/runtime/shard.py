@@ -104,6 +104,8 @@ class AgentShard:
         self.mailbox.step = step
         self.mailbox.deliver(inbox)
         decisions, tasks = await self._run_agents(acting, progress)
+        if acting is not self.agents:  # direct messages wait for their receiver to act
+            self.mailbox.hold_unread({a.id for a in acting})
         columns = self._columns(step, acting, decisions)
         table = pa.Table.from_pydict(columns, schema=DECISION_SCHEMA)
         prompts = distinct_prompts(decisions)

@@ -30,6 +30,7 @@ from megasim.config import (
     resolve_paths,
 )
 from megasim.scenarios.guess_prompt_spec import PRESETS, AnswerMode, Memory
+from megasim.scenarios.guess_settings import GameConfig
 from megasim.scenarios.guess_two_thirds import game_settings
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
@@ -316,6 +317,11 @@ def _cell(
         raise StudyError(f"{where}: {exc}") from exc
     except ValidationError as exc:
         raise StudyError(format_validation_error(where, exc, data)) from exc
+    if not isinstance(config.scenario_settings, GameConfig):  # grids vary the game's rules
+        raise StudyError(
+            f"{where}: scenario: a study runs the paper's guessing game (guess_two_thirds), "
+            f"not {config.scenario}; run other scenarios with `megasim run`"
+        )
     prompt = settings.get("prompt")
     if prompt is not None and prompt not in (*PRESETS, *game_settings(config).prompts):
         known = [*PRESETS, *game_settings(config).prompts]
