@@ -26,9 +26,9 @@ import sys
 import tempfile
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
-import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import importlib.metadata
@@ -231,13 +232,18 @@ async def _execute(
         if on_step is not None:
             sim.on_step(on_step)
         await monitor.start(sim.step_index)
+        env.listener_tasks.on_error = lambda exc: run_dir.append_event(
+            "listener_failed", reason=f"{type(exc).__name__}: {exc}"
+        )
         try:
             await scenario.run(sim)
-            await env.drain()  # listeners fired in the background finish before the end
         except StopRequestedError as stop:
             final = "stopped"
             run_dir.append_event("stopped", step=stop.step)
             return RunResult(run_dir=run_dir, steps=sim.history, stopped=True)
+        finally:  # listeners fired in the background finish before the run ends
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(env.drain(), LISTENERS_DRAIN_S)
         final = "done"
         run_dir.append_event("done", steps=sim.step_index)
         return RunResult(run_dir=run_dir, steps=sim.history)
@@ -255,6 +261,9 @@ async def _execute(
                 raise  # otherwise the run's own error is the one to report
         finally:
             await runtime.close()  # always: Ray actors must not outlive the driver
+
+
+LISTENERS_DRAIN_S = 60.0  # the longest a finished run waits for background listeners
 
 
 def is_disk_full(exc: OSError) -> bool:

@@ -157,12 +157,23 @@ class Environment:
         await self.listener_tasks.drain()
 
     async def emit(self, event: str, payload: Mapping[str, Any]) -> None:
-        """Run this environment's listeners concurrently, then bubble to the parent."""
+        """Run this environment's listeners concurrently, then bubble to the parent. A
+        failing listener neither stops the others nor the bubbling; its error is raised
+        once all have run (several: an ExceptionGroup)."""
         listeners = self._listeners.get(event, []) + self._listeners.get("*", [])
-        if listeners:
-            await asyncio.gather(*(listener(event, payload) for listener in listeners))
+        outcomes = await asyncio.gather(
+            *(listener(event, payload) for listener in listeners), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
         if self.parent is not None:
-            await self.parent.emit(event, payload)
+            try:
+                await self.parent.emit(event, payload)
+            except Exception as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise BaseExceptionGroup(f"{len(errors)} listeners of {event!r} failed", errors)
 
     # --- the step protocol -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

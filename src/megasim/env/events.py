@@ -10,9 +10,11 @@ task and ``fire`` returns at once. Consequences, on purpose:
 - a slow listener never delays a step; listeners of step n may still run during step
   n + 1 (their payloads are immutable copies, so they see step n's data);
 - events of one environment start in the order fired, but listeners are not serialised;
-- a failing listener is logged and kept in ``errors``; it never fails the run;
+- a failing listener is logged, kept in ``errors`` and passed to ``on_error`` (a run
+  writes a ``listener_failed`` event); it never fails the run;
 - ``await env.drain()`` waits for everything fired so far in the tree (the run does it
-  after the scenario's loop, so no listener is cut off when the run's event loop closes).
+  after the scenario's loop, also when it stops or fails, for at most a minute, so no
+  listener is cut off when the run's event loop closes).
 
 Nothing is computed for an event that nobody listens to (``listened``): the grid's
 ``in_range`` pairs cost a pass over the movers' neighbourhoods, skipped when unheard.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class ListenerTasks:
     def __init__(self) -> None:
         self._pending: set[asyncio.Task[None]] = set()
         self.errors: list[BaseException] = []
+        self.on_error: Callable[[BaseException], None] | None = None  # the run logs them
 
     def fire(self, env: Environment, event: str, payload: Mapping[str, Any]) -> bool:
         """Start ``env.emit(event, payload)`` in the background; False if nobody listens."""
@@ -66,6 +69,8 @@ class ListenerTasks:
         if exc is not None:
             self.errors.append(exc)
             log.warning("an environment event listener failed: %r", exc)
+            if self.on_error is not None:
+                self.on_error(exc)
 
     @property
     def pending(self) -> int:

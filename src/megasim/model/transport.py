@@ -78,7 +78,7 @@ class FastHTTPTransport(httpx2.AsyncBaseTransport):
             self._idle[key] = deque()
         try:
             await asyncio.wait_for(slots.acquire(), timeouts.get("pool"))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise httpx2.PoolTimeout("no free connection in time", request=request) from None
         try:
             return await self._send(request, key, timeouts)
@@ -109,7 +109,7 @@ class FastHTTPTransport(httpx2.AsyncBaseTransport):
             status, headers, content, keep_alive = await asyncio.wait_for(
                 _read_response(connection.reader, request.method), timeouts.get("read")
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._discard(connection)
             raise httpx2.ReadTimeout("timed out waiting for the answer", request=request) from None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
@@ -138,7 +138,7 @@ class FastHTTPTransport(httpx2.AsyncBaseTransport):
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(key[0], key[1], limit=_MAX_HEAD), timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise httpx2.ConnectTimeout("timed out connecting", request=request) from None
         except OSError as exc:
             raise httpx2.ConnectError(f"{exc.strerror or exc}", request=request) from exc

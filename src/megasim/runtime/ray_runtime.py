@@ -324,7 +324,7 @@ class RayRuntime:
             for index, actor in enumerate(list(self.actors)):
                 try:
                     health = await asyncio.wait_for(actor.health.remote(), timeout=_POLL_S * 4)
-                except (asyncio.TimeoutError, *_LOST):
+                except (TimeoutError, *_LOST):
                     continue
                 health["time"] = time.time()
                 previous = self.health.get(index, {}).get("state")
