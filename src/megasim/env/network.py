@@ -33,7 +33,13 @@ from megasim.agent import Agent
 from megasim.env.base import DecisionBatch, Environment, KeyedOp
 from megasim.env.network_feed import RECOMMENDERS, FeedItem, Pool, engagement, newest, post_id
 from megasim.env.network_graph import SocialGraph
-from megasim.env.network_stats import ACTIONS, MIDPOINT, combine_network, stance_partial
+from megasim.env.network_stats import (
+    ACTIONS,
+    MIDPOINT,
+    combine_network,
+    pair_partial,
+    stance_partial,
+)
 from megasim.seeding import derive_seed, mix64
 
 _DECODER = json.JSONDecoder()
@@ -129,7 +135,8 @@ class SocialNetwork(Environment):
         self._broadcasts: tuple[FeedItem, ...] = ()
         self._seen: list[int] = []
         self._same: list[int] = []
-        self._pairs: list[float] = [0.0] * 6
+        self._pair_own: list[float] = []  # (own stance, followee's) pairs, for assortativity
+        self._pair_theirs: list[float] = []
 
     # --- ids, follows and interventions ----------------------------------------------------
     def position(self, agent_id: int) -> int:
@@ -222,7 +229,7 @@ class SocialNetwork(Environment):
         communities = int(self.state["communities"])
         self._seen = [0] * communities
         self._same = [0] * communities
-        self._pairs = [0.0] * 6
+        self._pair_own, self._pair_theirs = [], []
 
     def _following_feed(self, agent_id: int, size: int) -> list[FeedItem]:
         values = self._values
@@ -255,13 +262,8 @@ class SocialNetwork(Environment):
         for f in self._followees.get(agent.id, ()):  # own stance vs followees' latest post
             posts = self._values.get(f"a/{f}")
             if posts:
-                y, p = float(posts[-1][3]), self._pairs
-                p[0] += 1
-                p[1] += own
-                p[2] += y
-                p[3] += own * own
-                p[4] += y * y
-                p[5] += own * y
+                self._pair_own.append(own)
+                self._pair_theirs.append(float(posts[-1][3]))
         return NetworkObservation(
             step,
             int(s["steps"]),
@@ -353,7 +355,7 @@ class SocialNetwork(Environment):
         partial.update(
             seen=list(self._seen),
             same_side=list(self._same),
-            pairs=list(self._pairs),
+            pairs=pair_partial(self._pair_own, self._pair_theirs),
             actions=dict(self._actions),
         )
         return partial
