@@ -141,6 +141,19 @@ class ActivityPlan:
             )
         return cls(settings, seed, ids, per_agent)
 
+    def aligned_to(self, agent_ids: npt.NDArray[np.int64]) -> ActivityPlan:
+        """This plan for agents in the order of ``agent_ids`` (a scenario may build its
+        agents in another order than the population rows); a ValueError if they differ."""
+        if np.array_equal(agent_ids, self.agent_ids):
+            return self
+        order = np.argsort(self.agent_ids, kind="stable")
+        at = np.searchsorted(self.agent_ids, agent_ids, sorter=order)
+        found = order[np.minimum(at, order.size - 1)] if order.size else at
+        if order.size == 0 or not np.array_equal(self.agent_ids[found], agent_ids):
+            raise ValueError("activity: the shard's agents are not the population rows given")
+        per_agent = self.probability[found] if isinstance(self.probability, np.ndarray) else None
+        return ActivityPlan(self.settings, self.seed, agent_ids, per_agent)
+
     def mask(self, step: int) -> npt.NDArray[np.bool_] | None:
         """Active agents of ``step`` (positions in the shard's agent list); None: all."""
         if self.settings.everyone:

@@ -117,3 +117,18 @@ def test_any_scenario_takes_activity_from_its_config(tmp_path: Path) -> None:
         assert 100 < len(expected) < 300  # about 10 % of 2,000
     with pytest.raises(ConfigError, match=r"activity\.column: the population has no column 'x'"):
         build_population(SimulationConfig.model_validate({**data, "activity": {"column": "x"}}))
+
+
+def test_a_plan_follows_the_agents_order_not_the_rows() -> None:
+    """A scenario may build its agents in another order than the population rows; the
+    positional mask then follows the agents (each id keeps its own probability)."""
+    ids = np.array([10, 11, 12, 13], dtype=np.int64)
+    plan = ActivityPlan(
+        ActivitySettings(column="p"), 5, ids, np.array([1.0, 0.0, 1.0, 0.0], dtype=np.float64)
+    )
+    shuffled = np.array([13, 12, 11, 10], dtype=np.int64)
+    aligned = plan.aligned_to(shuffled)
+    assert aligned.mask(1).tolist() == [False, True, False, True]
+    assert plan.aligned_to(ids) is plan
+    with pytest.raises(ValueError, match="not the population rows"):
+        plan.aligned_to(np.array([10, 99], dtype=np.int64))

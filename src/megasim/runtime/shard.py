@@ -68,8 +68,10 @@ class AgentShard:
         self.env = env
         self.run_dir = run_dir
         self.store = store  # keyed shared state, for environments that have it
-        self.activity = activity  # sparse activation (config.activity); None: all act
         self._id_array: npt.NDArray[np.int64] | None = None
+        # sparse activation (config.activity); None: all act. Its mask is positional, so
+        # it follows the agents' order even if the scenario built them in another one.
+        self.activity = activity.aligned_to(self._ids()) if activity is not None else None
         self._acting: list[Agent] = []
         self.mailbox = Mailbox()
         for agent in self.agents:
