@@ -176,3 +176,51 @@ def test_a_scenario_without_settings_of_its_own(tmp_path: Path) -> None:
     assert "game" not in config.model_dump()
     with pytest.raises(ValueError, match="applies to scenario guess_two_thirds only"):
         SimulationConfig.model_validate({**data, "game": {"ratio": 0.5}})
+
+
+def test_a_scenario_that_cannot_build_its_world_is_a_clear_error(world: Path) -> None:
+    """A setting the scenario's own code refuses (here: a graph over a missing column) is
+    exit 2 naming the scenario, before any shard starts, not a traceback."""
+    data = config_data("social_opinion", world / "r")
+    data["social"] = {"graph": {"kind": "block_model", "attribute": "nope"}}
+    result = CliRunner().invoke(app, ["run", str(write(world / "run.yaml", data)), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "scenario social_opinion: cannot build its environment" in result.output
+    assert "nope" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("section", "model", "expected"),
+    [
+        ("_hidden", "Settings", "cannot be a config key"),
+        ("model_config", "Settings", "cannot be a config key"),
+        ("world", "dict", "must be a pydantic model class"),
+    ],
+)
+def test_a_badly_declared_section_is_a_clear_error(
+    tmp_path: Path, section: str, model: str, expected: str
+) -> None:
+    source = tmp_path / "odd.py"
+    source.write_text(
+        "from pydantic import BaseModel\n"
+        "from megasim.scenarios.base import Scenario\n"
+        "class Settings(BaseModel):\n    x: int = 1\n"
+        f"class World(Scenario):\n    section = {section!r}\n    settings_model = {model}\n"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path / "run.yaml", config_data("./odd.py:World", tmp_path)))
+
+
+def test_one_name_registered_twice_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from megasim import plugins
+
+    twice = [
+        EntryPoint("world", "a.b:World", plugins.ENTRY_POINT_GROUP),
+        EntryPoint("world", "c.d:World", plugins.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(plugins, "entry_points", lambda group: twice)
+    with pytest.raises(ScenarioLoadError, match=r"registered twice: a\.b:World and c\.d:World"):
+        plugins.registered_scenarios()

@@ -18,7 +18,7 @@ from megasim.cli_check import check as check_command
 from megasim.cli_population import population_app
 from megasim.config import ConfigError, SimulationConfig, inapplicable_settings, load_config
 from megasim.model.base import ModelSetupError
-from megasim.plugins import load_scenario_class
+from megasim.plugins import ScenarioLoadError, load_scenario_class
 from megasim.runtime.base import ProgressFn
 from megasim.simulation import StepListener, StepOutcome
 from megasim.store.run_dir import RunDirectoryError
@@ -133,7 +133,7 @@ def execute(
     try:
         with progress:
             result = asyncio.run(start(on_progress, on_step))
-    except ConfigError as exc:
+    except (ConfigError, ScenarioLoadError) as exc:  # the latter: its __init__ failed
         raise fail(f"{source}: {exc}") from None
     except RunDirectoryError as exc:  # a bad or reused run id, a run another driver holds
         raise fail(str(exc)) from None

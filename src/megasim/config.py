@@ -161,9 +161,9 @@ class SimulationConfig(BaseModel):
             return super().model_validate(obj, strict=strict, **kwargs)  # a type error
         try:
             model = config_model(reference)
+            data = _without_stale_sections(dict(obj), model)
         except ScenarioLoadError as exc:
             raise _field_error("scenario", reference, str(exc)) from None
-        data = _without_stale_sections(dict(obj), model)
         if model is SimulationConfig:  # a scenario without settings of its own
             return super().model_validate(data, strict=strict, **kwargs)
         return model.model_validate(data, strict=strict, **kwargs)

@@ -39,8 +39,18 @@ class ScenarioLoadError(Exception):
 
 
 def registered_scenarios() -> dict[str, str]:
-    """Names of the entry-point group -> their ``module:Class`` values."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Names of the entry-point group -> their ``module:Class`` values. Two installed
+    packages registering one name for different classes is an error naming both: which
+    one won would depend on the order packages are found."""
+    found: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found and found[ep.name] != ep.value:
+            raise ScenarioLoadError(
+                f"scenario name {ep.name!r} is registered twice: {found[ep.name]} and "
+                f"{ep.value}; uninstall one package or name the class as module:Class"
+            )
+        found[ep.name] = ep.value
+    return found
 
 
 def is_file_reference(reference: str) -> bool:
@@ -157,4 +167,16 @@ def _checked(reference: str, found: Any) -> type[Scenario]:
         raise ScenarioLoadError(
             f"{reference}: {found.__name__} must set both section and settings_model, or neither"
         )
+    if section is not None:
+        from pydantic import BaseModel
+
+        if not (_NAME.fullmatch(section) and not section.startswith(("_", "model_"))):
+            raise ScenarioLoadError(
+                f"{reference}: {found.__name__}.section {section!r} cannot be a config key "
+                "(a Python name, not starting with _ or model_)"
+            )
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            raise ScenarioLoadError(
+                f"{reference}: {found.__name__}.settings_model must be a pydantic model class"
+            )
     return found

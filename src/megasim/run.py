@@ -31,6 +31,7 @@ from megasim.runtime.base import ProgressFn, Runtime
 from megasim.runtime.checkpoint import CheckpointStore
 from megasim.runtime.local import LocalRuntime, models_used
 from megasim.scenarios import get_scenario
+from megasim.scenarios.base import Scenario
 from megasim.simulation import Simulation, StepListener, StepOutcome
 from megasim.store.run_dir import RunDirectory, RunDirectoryError
 from megasim.store.run_lock import RunLock
@@ -208,6 +209,16 @@ async def resume_simulation(
         return await _execute(config, population, run_dir, progress, on_step, resume=latest)
 
 
+def build_world(scenario: Scenario, config: SimulationConfig, population: pa.Table) -> Any:
+    """The driver's environment. A setting the scenario cannot use (a ValueError or
+    KeyError from its code: a missing column, a malformed data file) is a ConfigError
+    naming the scenario, exit 2, instead of a traceback."""
+    try:
+        return scenario.build_env(config, population)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise ConfigError(f"scenario {scenario.name}: cannot build its environment: {exc}") from exc
+
+
 async def _execute(
     config: SimulationConfig,
     population: pa.Table,
@@ -221,8 +232,8 @@ async def _execute(
     monitor = RunMonitor(run_dir, runtime, population.num_rows, config.rounds)
     final = "failed"
     try:
+        env = build_world(scenario, config, population)  # before any shard or actor starts
         await runtime.start()
-        env = scenario.build_env(config, population)
         sim = Simulation(config, runtime, env, run_dir, monitor.wrap_progress(progress))
         if resume is not None:
             await runtime.restore(resume[1])
