@@ -117,6 +117,7 @@ class StepJournal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.step = None  # calls between steps (interviews, a scenario's own) are not logged
 
     def next_call(self, agent_id: int) -> int:
         """The number of this agent's call in the step (0 for its first)."""
