@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +15,6 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    create_model,
     field_validator,
     model_validator,
 )
@@ -34,7 +31,6 @@ from megasim.plugins import (
     ScenarioLoadError,
     is_file_reference,
     load_scenario_class,
-    registered_scenarios,
 )
 from megasim.population.spec import PopulationSpec
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
@@ -159,11 +155,13 @@ class SimulationConfig(BaseModel):
         reference = obj.get("scenario", DEFAULT_SCENARIO)
         if not isinstance(reference, str) or not reference.strip():
             return super().model_validate(obj, strict=strict, **kwargs)  # a type error
+        from megasim.config_sections import config_model, field_error, without_stale_sections
+
         try:
             model = config_model(reference)
-            data = _without_stale_sections(dict(obj), model)
+            data = without_stale_sections(dict(obj), model)
         except ScenarioLoadError as exc:
-            raise _field_error("scenario", reference, str(exc)) from None
+            raise field_error("scenario", reference, str(exc)) from None
         if model is SimulationConfig:  # a scenario without settings of its own
             return super().model_validate(data, strict=strict, **kwargs)
         return model.model_validate(data, strict=strict, **kwargs)
@@ -173,62 +171,6 @@ class SimulationConfig(BaseModel):
         """The scenario's validated settings (its ``section``), or None if it has none."""
         section = load_scenario_class(self.scenario).section
         return None if section is None else getattr(self, section)
-
-
-def _field_error(field: str, value: object, message: str) -> ValidationError:
-    return ValidationError.from_exception_data(
-        "SimulationConfig",
-        [{"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": message}}],
-    )
-
-
-@functools.cache
-def config_model(reference: str) -> type[SimulationConfig]:
-    """SimulationConfig plus the section of the scenario ``reference`` names (cached)."""
-    scenario = load_scenario_class(reference)
-    section, settings = scenario.section, scenario.settings_model
-    if section is None or settings is None:
-        return SimulationConfig
-    if section in SimulationConfig.model_fields:
-        raise ScenarioLoadError(
-            f"{reference}: section {section!r} clashes with the run config's own field"
-        )
-    fields: dict[str, Any] = {section: (settings, Field(default_factory=settings))}
-    return create_model(f"{scenario.__name__}RunConfig", __base__=SimulationConfig, **fields)
-
-
-def _without_stale_sections(data: dict[str, Any], model: type[SimulationConfig]) -> dict[str, Any]:
-    """Another registered scenario's section: an error naming its scenario when it holds
-    settings, dropped when it holds only defaults (run directories of megasim < 0.4
-    stored every built-in's section)."""
-    for key in [k for k in data if k not in model.model_fields]:
-        owner = _owner_of_section(key)
-        if owner is None:
-            continue  # an unknown key: the usual "extra inputs" error
-        name, settings = owner
-        value = data[key]
-        try:
-            is_default = value is None or settings.model_validate(value) == settings()
-        except ValidationError:
-            is_default = False
-        if not is_default:
-            scenario = data.get("scenario", DEFAULT_SCENARIO)
-            raise _field_error(
-                key, value, f"applies to scenario {name} only; this run's scenario is {scenario}"
-            )
-        del data[key]
-    return data
-
-
-def _owner_of_section(key: str) -> tuple[str, type[BaseModel]] | None:
-    for name in registered_scenarios():
-        try:
-            scenario = load_scenario_class(name)
-        except ScenarioLoadError:
-            continue
-        if scenario.section == key and scenario.settings_model is not None:
-            return name, scenario.settings_model
-    return None
 
 
 def load_stored_config(path: Path) -> SimulationConfig:
@@ -362,7 +304,7 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return data
 
 
-def _from_config_dir(base: Path, value: object, absolute: bool) -> object:
+def from_config_dir(base: Path, value: object, absolute: bool) -> object:
     """A relative path string of the config file, made relative to the file's folder."""
     if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
         return value
@@ -377,18 +319,18 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     absolute, so Ray actors and later resumes in another directory find them; ``out_dir``
     stays as short as it can (the driver makes it absolute before any actor sees it)."""
     data = dict(data)
-    data["out_dir"] = _from_config_dir(base, data.get("out_dir", "runs"), absolute=False)
+    data["out_dir"] = from_config_dir(base, data.get("out_dir", "runs"), absolute=False)
     scenario = data.get("scenario")
     if isinstance(scenario, str) and is_file_reference(scenario):  # ./my_world.py:MyWorld
         path, _, attribute = scenario.strip().rpartition(":")
-        data["scenario"] = f"{_from_config_dir(base, path, absolute=True)}:{attribute}"
+        data["scenario"] = f"{from_config_dir(base, path, absolute=True)}:{attribute}"
     if "population_file" in data:
-        data["population_file"] = _from_config_dir(base, data["population_file"], True)
+        data["population_file"] = from_config_dir(base, data["population_file"], True)
     models = data.get("models")
     if isinstance(models, dict):
         data["models"] = {
             name: {
-                key: _from_config_dir(base, value, True) if key in ("path", "cache") else value
+                key: from_config_dir(base, value, True) if key in ("path", "cache") else value
                 for key, value in entry.items()
             }
             if isinstance(entry, dict)
@@ -398,40 +340,12 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_section_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The same rule inside the scenario's own section: a field typed ``Path`` (at any
-    depth, e.g. ``social.graph.path``) given relative is made absolute from the config's
-    folder. A reference that does not load is left for validation to report."""
-    reference = data.get("scenario", DEFAULT_SCENARIO)
-    try:
-        scenario = load_scenario_class(str(reference))
-    except ScenarioLoadError:
-        return data
-    section, model = scenario.section, scenario.settings_model
-    if section is None or model is None or not isinstance(data.get(section), dict):
-        return data
-    return {**data, section: _paths_of_model(model, data[section], base)}
-
-
-def _paths_of_model(model: type[BaseModel], value: dict[str, Any], base: Path) -> dict[str, Any]:
-    resolved = dict(value)
-    for name, field in model.model_fields.items():
-        if name not in resolved:
-            continue
-        kinds = typing.get_args(field.annotation) or (field.annotation,)
-        if Path in kinds:
-            resolved[name] = _from_config_dir(base, resolved[name], absolute=True)
-            continue
-        nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
-        if nested and isinstance(resolved[name], dict):
-            resolved[name] = _paths_of_model(nested[0], resolved[name], base)
-    return resolved
-
-
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> SimulationConfig:
     """Read, resolve paths (relative to the file), apply CLI flags (their paths are relative
     to the working directory) and validate; every problem is a ConfigError naming the file."""
     data = apply_overrides(resolve_paths(read_yaml(path), path.parent), overrides or {})
+    from megasim.config_sections import resolve_section_paths
+
     try:
         data = resolve_section_paths(data, path.parent)
         return SimulationConfig.model_validate(data)
