@@ -91,6 +91,7 @@ def test_local_is_wrapped_in_retrying_model(fake_local: type[FakeLocal]) -> None
         temperature=0.2,
         max_tokens=40,
         retries=5,
+        deterministic=True,
     )
     model = unwrap(build_model("loc", config))
     assert isinstance(model, RetryingModel)
@@ -108,6 +109,7 @@ def test_local_is_wrapped_in_retrying_model(fake_local: type[FakeLocal]) -> None
         "structured": False,
         "temperature": 0.2,
         "max_tokens_cap": 40,
+        "deterministic": True,
     }
 
 
@@ -121,6 +123,7 @@ def test_local_defaults(fake_local: type[FakeLocal]) -> None:
     assert inner.kwargs["structured"] is True
     assert inner.kwargs["temperature"] == 1.0
     assert inner.kwargs["max_tokens_cap"] is None
+    assert inner.kwargs["deterministic"] is False
 
 
 async def test_openai_builds_without_network(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -77,7 +78,7 @@ class RoundStats:
     winner: float | None
     tokens_in: int
     tokens_out: int
-    latency_p50_ms: float | None  # metrics.jsonl's definition: see latency_p50_ms()
+    latency_p50_ms: float | None  # metrics.jsonl's definition: see latency_p50s()
 
 
 @dataclass(slots=True, frozen=True)
@@ -189,17 +190,25 @@ def _opt(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
-def latency_p50_ms(histogram: Mapping[float, int]) -> float | None:
-    """A round's median decision latency by the run's one definition: the one metrics.jsonl
-    records (``ModelStepStats.latency_quantile_ms``: nearest rank, upper edge of its bin).
-
-    ``histogram`` is DuckDB's ``histogram(latency_ms::DOUBLE, LATENCY_EDGES_MS)``: a value
-    counts in the first bin whose edge is >= it (above the last edge: ``inf``), which is
-    the shards' ``searchsorted`` binning, so a report and the run's metrics give the same
-    number. (Cast to DOUBLE: on the FLOAT column DuckDB would round the edges to FLOAT.)"""
-    counts = [int(histogram.get(float(edge), 0)) for edge in LATENCY_EDGES_MS]
-    counts.append(int(histogram.get(math.inf, 0)))
-    return ModelStepStats(latency_hist=counts).latency_quantile_ms(0.5)
+def latency_p50s(con: duckdb.DuckDBPyConnection) -> dict[int, float | None]:
+    """Each round's median decision latency by the run's one definition, the one
+    metrics.jsonl records (``ModelStepStats.latency_quantile_ms``: nearest rank, upper edge
+    of its bin): the latencies are binned with the shards' own ``searchsorted`` over
+    ``LATENCY_EDGES_MS``, so a report and the run's metrics give the same number. (Binned
+    in numpy, not SQL: DuckDB's histogram over given bins is not in every version we
+    support.)"""
+    try:
+        columns = con.execute("SELECT step, latency_ms::DOUBLE AS ms FROM decisions").fetchnumpy()
+    except duckdb.Error as exc:
+        raise ReportError(f"query over step files failed: {exc}") from exc
+    steps = np.asarray(columns["step"], dtype=np.int64)
+    bins = np.searchsorted(LATENCY_EDGES_MS, np.asarray(columns["ms"], dtype=np.float64))
+    size = len(LATENCY_EDGES_MS) + 1
+    out: dict[int, float | None] = {}
+    for step in np.unique(steps).tolist():
+        counts = np.bincount(bins[steps == step], minlength=size).tolist()
+        out[int(step)] = ModelStepStats(latency_hist=counts).latency_quantile_ms(0.5)
+    return out
 
 
 def round_table(run_dir: Path) -> list[RoundStats]:
@@ -209,17 +218,17 @@ def round_table(run_dir: Path) -> list[RoundStats]:
         SELECT step, {_VALUE_STATS},
                count(*) FILTER (WHERE no_answer AND NOT ok),
                min(v), max(v), quantile_cont(v, 0.25), quantile_cont(v, 0.75),
-               sum(tokens_in)::BIGINT, sum(tokens_out)::BIGINT,
-               histogram(latency_ms::DOUBLE, $edges)
+               sum(tokens_in)::BIGINT, sum(tokens_out)::BIGINT
         FROM ({_DECISIONS}) GROUP BY step ORDER BY step
     """
     con = connect(run_dir)
     try:
-        rows = query(con, sql, {"edges": LATENCY_EDGES_MS.tolist()})
+        rows = query(con, sql)
+        latency = latency_p50s(con)
     finally:
         con.close()
     out: list[RoundStats] = []
-    for step, n, valid, mean, med, std, errors, lo, hi, q25, q75, tin, tout, lat in rows:
+    for step, n, valid, mean, med, std, errors, lo, hi, q25, q75, tin, tout in rows:
         out.append(
             RoundStats(
                 step=int(step),
@@ -237,7 +246,7 @@ def round_table(run_dir: Path) -> list[RoundStats]:
                 winner=game.winner(_opt(mean)),
                 tokens_in=int(tin),
                 tokens_out=int(tout),
-                latency_p50_ms=latency_p50_ms(lat),
+                latency_p50_ms=latency.get(int(step)),
             )
         )
     return out
