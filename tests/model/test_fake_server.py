@@ -173,6 +173,42 @@ async def test_hung_request_never_answers_but_the_server_keeps_serving() -> None
     assert server.counts["ok"] == 1
 
 
+async def test_truncated_body_is_a_protocol_error_and_the_server_keeps_serving() -> None:
+    """Content-Length announces the whole answer, half is sent, the connection closes."""
+    async with FakeServer(script=["truncated"]) as server, httpx.AsyncClient() as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post(f"{server.base_url}/chat/completions", json=CHAT)
+        ok = await client.post(f"{server.base_url}/chat/completions", json=CHAT)
+    assert ok.status_code == 200
+    assert server.counts["truncated"] == server.counts["ok"] == 1
+    assert server.counts["connections"] == 2  # the cut connection is not reused
+
+
+async def test_truncated_body_reaches_the_openai_client_as_a_connection_error() -> None:
+    async with FakeServer(truncated=1.0) as server:
+        client = _openai(server)
+        try:
+            with pytest.raises(openai.APIConnectionError):
+                await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        finally:
+            await client.close()
+    assert server.counts["truncated"] == 1
+
+
+async def test_client_closing_abandons_its_request_and_frees_the_slot() -> None:
+    async with FakeServer(latency_s=5, slots=1) as server, httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"{server.base_url}/chat/completions", json=CHAT, timeout=0.2)
+        deadline = time.monotonic() + 2
+        while server.counts["abandoned"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert server.counts["abandoned"] == 1
+        assert server.in_flight == server.queued == 0
+        server.latency_s = 0
+        ok = await client.post(f"{server.base_url}/chat/completions", json=CHAT, timeout=2)
+    assert ok.status_code == 200  # the slot was given back
+
+
 async def test_stop_drops_hung_connections() -> None:
     server = await FakeServer(hang=1.0).start()
     async with httpx.AsyncClient() as client:
@@ -192,7 +228,7 @@ async def test_keep_alive_reuses_one_connection() -> None:
     async with FakeServer() as server, httpx.AsyncClient() as client:
         for _ in range(5):
             response = await client.post(f"{server.base_url}/chat/completions", json=CHAT)
-            assert response.headers["connection"] == "keep-alive"
+            assert "close" not in response.headers.get("connection", "")
     assert server.counts["connections"] == 1
     assert server.requests == 5
 
@@ -210,7 +246,7 @@ def test_http10_and_connection_close_end_the_connection() -> None:
     with FakeServer() as server:
         answer = _raw(server.port, b"GET /health HTTP/1.0\r\n\r\n")  # recv returns at close
         assert answer.startswith(b"HTTP/1.1 200 OK")
-        assert b"Connection: close" in answer
+        assert b"connection: close" in answer.lower()
         body = json.dumps(CHAT).encode()
         request = (
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
@@ -227,9 +263,11 @@ def test_invalid_requests_get_400() -> None:
         assert client.post(url, content=b"{not json").status_code == 400
         assert client.post(url, json={"model": "m"}).status_code == 400
         assert client.post(url, json={"model": "m", "messages": []}).status_code == 400
-        assert server.counts["bad_request"] == 3
         chunked = client.post(url, content=iter([b'{"messages": []}']))  # no Content-Length
-        assert chunked.status_code == 411
+        assert chunked.status_code == 400  # a chunked body is read (then refused: no messages)
+        assert server.counts["bad_request"] == 4
+        garbage = _raw(server.port, b"NOT HTTP AT ALL\r\n\r\n")
+        assert garbage.startswith(b"HTTP/1.1 400")
 
 
 async def test_stop_then_start_serves_on_the_same_port() -> None:

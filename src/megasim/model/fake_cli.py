@@ -28,6 +28,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retry-after", type=float, default=1.0, help="429 Retry-After, s")
     parser.add_argument("--malformed", type=float, default=0.0, help="fraction of broken JSON")
     parser.add_argument("--hang", type=float, default=0.0, help="fraction never answered")
+    parser.add_argument(
+        "--truncated", type=float, default=0.0, help="fraction whose body is cut off"
+    )
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--rng-seed", type=int, default=0)
     quirks = parser.add_argument_group("behaviours of real servers (see fake_quirks.py)")
@@ -56,6 +59,7 @@ async def _serve(args: argparse.Namespace) -> None:
         retry_after_s=args.retry_after,
         malformed=args.malformed,
         hang=args.hang,
+        truncated=args.truncated,
         model=args.model,
         token=args.token,
         rng_seed=args.rng_seed,

@@ -1,155 +1,144 @@
-"""The fake server's HTTP/1.1 side: one protocol instance per client connection.
+"""The fake server's HTTP side: uvicorn's HTTP/1.1 protocol serving a starlette app.
 
-Enough HTTP for httpx, the openai client and curl: keep-alive, requests with a
-Content-Length, one request at a time per connection, bearer-token checks.
+uvicorn parses requests and writes responses (keep-alive, HTTP/1.0, chunked request
+bodies, malformed requests get 400); starlette routes them. This module adds only what a
+fake needs and a production server hides:
+
+- every connection is counted and reachable, so ``close()`` drops them all at once, hung
+  and queued requests included, as a crashed replica would. ``uvicorn.Server`` is not
+  used: its ``serve()`` takes over the process's signal handlers and its shutdown waits
+  for responses to finish (a hung request would hold it), polling every 0.1 s;
+- faults below the HTTP layer, as starlette responses: ``Hang`` never answers, and
+  ``Truncated`` announces a longer body than it sends, then closes the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from megasim.model.fake_server import FakeServer
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    431: "Request Header Fields Too Large",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-MAX_HEAD = 65_536
-Reply = tuple[int, bytes, str]  # status, body, extra header lines
-
-
-class FakeConnection(asyncio.Protocol):
-    """One client connection: requests in order (keep-alive), at most one at a time.
-
-    The client closing the connection abandons the request being processed, as real
-    servers (vLLM) do, so a cancelled call does not keep a slot busy."""
-
-    def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.task: asyncio.Task[None] | None = None
-        self.hung = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        server = self.server
-        server._connections.add(self)
-        server.open_connections += 1
-        server.counts["connections"] += 1
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.task is None and not self.hung:
-            self._next()
-
-    def eof_received(self) -> bool:
-        self.abandon()
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.abandon()
-        server = self.server
-        if self in server._connections:
-            server._connections.discard(self)
-            server.open_connections -= 1
-
-    def abandon(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-    def close(self) -> None:
-        self.abandon()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _write(self, status: int, body: bytes, keep_alive: bool, extra: str = "") -> None:
-        assert self.transport is not None
-        head = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-        )
-        self.transport.write(head.encode("latin-1") + body)
-        if not keep_alive:
-            self.transport.close()
-
-    def _next(self) -> None:
-        """Serve the next complete request in the buffer, if there is one."""
-        buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_HEAD:
-                self._write(431, error_body("request head too large", 431), keep_alive=False)
-            return
-        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        try:
-            method, target, version = lines[0].split(" ", 2)
-        except ValueError:
-            self._write(400, error_body("bad request line", 400), keep_alive=False)
-            return
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless told
-        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self._write(411, error_body("send a Content-Length", 411), keep_alive=False)
-            return
-        try:
-            length = int(headers.get("content-length") or 0)
-        except ValueError:
-            self._write(400, error_body("bad Content-Length", 400), keep_alive=False)
-            return
-        if len(buffer) < end + 4 + length:
-            return  # the body is still on its way
-        body = bytes(buffer[end + 4 : end + 4 + length])
-        del buffer[: end + 4 + length]
-        path = target.split("?", 1)[0].rstrip("/")
-        token = self.server.token
-        if token and headers.get("authorization") != f"Bearer {token}":
-            self.server.counts["unauthorized"] += 1
-            self._reply((401, error_body("missing or wrong bearer token", 401), ""), keep_alive)
-            return
-        reply = self.server._route(method, path, body)
-        if isinstance(reply, tuple):
-            self._reply(reply, keep_alive)
-            return
-        self.task = asyncio.get_running_loop().create_task(self._serve(reply, keep_alive))
-
-    def _reply(self, reply: Reply, keep_alive: bool) -> None:
-        status, body, extra = reply
-        self._write(status, body, keep_alive, extra)
-        if keep_alive and self.buffer:
-            self._next()
-
-    async def _serve(self, pending: Awaitable[Reply | None], keep_alive: bool) -> None:
-        try:
-            reply = await pending
-        except asyncio.CancelledError:
-            return  # abandoned by the client, or the server stops
-        finally:
-            self.task = None
-        if reply is None:
-            self.hung = True  # never answer; the client will give up and close
-            return
-        self._reply(reply, keep_alive)
+# idle keep-alive connections stay open (as the clients' pools expect): an hour
+_KEEP_ALIVE_S = 3600
 
 
 def error_body(message: str, code: int) -> bytes:
+    """An OpenAI-style error document."""
     kind = "server_error" if code >= 500 else "invalid_request_error"
     return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
+
+
+def json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+async def until_disconnected(receive: Receive) -> None:
+    """Wait until the client closes the connection (or the server drops it)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Hang(Response):
+    """No answer at all: the request waits until the client gives up or the server stops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await until_disconnected(receive)
+
+
+class Truncated(Response):
+    """A 200 whose Content-Length announces ``content`` but whose connection closes after
+    half of it: a server dying mid-answer. The client sees an incomplete body."""
+
+    def __init__(self, content: bytes, drop: Callable[[Scope], None]) -> None:
+        super().__init__()
+        self.content = content
+        self.drop = drop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = str(len(self.content)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        half = self.content[: len(self.content) // 2]
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        self.drop(scope)  # the half is flushed, then the connection closes
+        await until_disconnected(receive)
+
+
+class _Connection(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, counting its connection for the listener."""
+
+    def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(listener.config, listener.state, {}, _loop=loop)
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.listener.on_connection()
+
+
+class Listener:
+    """One ASGI app served on ``host:port`` by uvicorn's protocol; ``on_connection`` is
+    called for each new TCP connection."""
+
+    def __init__(self, app: ASGIApp, on_connection: Callable[[], None]) -> None:
+        self.config = Config(
+            app,
+            lifespan="off",
+            log_config=None,  # leave the host program's logging alone
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+            ws="none",
+            interface="asgi3",
+            timeout_keep_alive=_KEEP_ALIVE_S,
+        )
+        self.config.load()
+        self.on_connection = on_connection
+        self.state = ServerState()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self.state.connections)
+
+    async def listen(self, host: str, port: int) -> int:
+        """Start accepting connections; returns the port (a free one when ``port`` is 0)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self, loop), host, port, reuse_address=True, backlog=4096
+        )
+        port_: Any = self._server.sockets[0].getsockname()[1]
+        return int(port_)
+
+    def drop(self, scope: Scope) -> None:
+        """Close the connection that ``scope``'s request came on (after what is written)."""
+        for connection in list(self.state.connections):
+            if isinstance(connection, H11Protocol) and connection.client == scope.get("client"):
+                connection.transport.close()
+
+    async def close(self) -> None:
+        """Stop listening, drop every connection, and wait for the requests to end."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for connection in list(self.state.connections):
+            if isinstance(connection, H11Protocol):
+                connection.transport.close()  # its request sees a disconnect and ends
+        await asyncio.gather(*list(self.state.tasks), return_exceptions=True)
+        await server.wait_closed()
+        deadline = time.monotonic() + 1.0
+        while self.state.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)  # sockets close on the loop's next turns
