@@ -257,7 +257,7 @@ async def test_least_in_flight_gives_free_endpoints_the_work() -> None:
 
 async def test_faster_endpoint_gets_more_calls() -> None:
     async with (
-        servers({"latency_s": 0.01}, {"latency_s": 0.05}) as (fast, slow),
+        servers({"latency_s": 0.02}, {"latency_s": 0.1}) as (fast, slow),
         pool_of([fast.base_url, slow.base_url], caps=4) as model,
     ):
         responses = await _all(model, 300)
