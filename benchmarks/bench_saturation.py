@@ -9,6 +9,14 @@ EndpointPool around OpenAIModel), and reports the achieved throughput against th
 The servers run in their own processes (``python -m megasim.model.fake_server``), as a
 model server would; ``--server thread`` runs them in a thread of this process instead.
 
+``--http-client`` picks the client's transport: ``httpx`` (the default: the openai client
+over httpx, in HTTP clients of at most 16 connections each), ``fast`` (megasim's
+``FastHTTPTransport``), ``aiohttp``: the same ``httpx`` path with each HTTP client the
+openai SDK's ``DefaultAioHttpClient`` (its aiohttp transport; needs
+``pip install 'openai[aiohttp]'``), swapped in while the model is built, or
+``aiohttp-one``: the same with each endpoint in one HTTP client (no split into clients of
+16 connections, which only httpx's pool needs), as the SDK's docs use it.
+
     python benchmarks/bench_saturation.py --requests 10000 --slots 256 --latency 1 --repeat 3
 """
 
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import statistics
@@ -25,15 +34,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
+from unittest import mock
 
 import httpx
+import openai
 import psutil
 from pydantic import TypeAdapter
 
+import megasim.model.pool
 from megasim.model.base import ChatMessage, ChatRequest, ChatResponse
 from megasim.model.config import ModelConfig
 from megasim.model.factory import build_model
 from megasim.model.fake_server import FakeServer
+from megasim.model.openai_backend import OpenAIModel
 
 SCHEMA = {"type": "object", "properties": {"guess": {"type": "number"}}, "required": ["guess"]}
 MESSAGES = (
@@ -70,6 +83,14 @@ def server_process(slots: int, latency: float) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+class OneClientModel(OpenAIModel):
+    """Each endpoint in one HTTP client, not split into clients of 16 connections."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["connections_per_client"] = sys.maxsize
+        super().__init__(*args, **kwargs)
+
+
 @contextmanager
 def server_thread(slots: int, latency: float) -> Iterator[str]:
     with FakeServer(slots=slots, latency_s=latency) as server:
@@ -85,11 +106,18 @@ async def one_run(args: argparse.Namespace, urls: list[str]) -> dict[str, Any]:
             "api_key_env": None,
             "max_concurrency": args.concurrency or args.slots,
             "timeout_s": 60,
-            "http_client": args.http_client,
+            "http_client": "fast" if args.http_client == "fast" else "httpx",
             "merge": False,  # identical prompts would be merged: measure raw calls
         }
     )
-    model = build_model("fake", config)
+    with ExitStack() as patches:  # aiohttp: the httpx path, each HTTP client on aiohttp
+        if args.http_client.startswith("aiohttp"):
+            aio = openai.DefaultAioHttpClient
+            patches.enter_context(mock.patch.object(openai, "DefaultAsyncHttpxClient", aio))
+        if args.http_client == "aiohttp-one":
+            pool = megasim.model.pool
+            patches.enter_context(mock.patch.object(pool, "OpenAIModel", OneClientModel))
+        model = build_model("fake", config)
     requests = [
         ChatRequest(messages=MESSAGES, max_tokens=32, seed=i, json_schema=SCHEMA)
         for i in range(args.requests)
@@ -149,10 +177,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="default: --slots")
     parser.add_argument("--server", choices=("process", "thread"), default="process")
     parser.add_argument(
-        "--http-client", choices=("fast", "httpx"), default="httpx", help="the client's transport"
+        "--http-client",
+        choices=("fast", "httpx", "aiohttp", "aiohttp-one"),
+        default="httpx",
+        help="the client's transport",
     )
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    if args.http_client.startswith("aiohttp") and importlib.util.find_spec("aiohttp") is None:
+        parser.error("--http-client aiohttp needs aiohttp: pip install 'openai[aiohttp]'")
     start = server_process if args.server == "process" else server_thread
     runs = []
     for _ in range(args.repeat):
