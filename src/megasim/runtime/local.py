@@ -20,11 +20,11 @@ from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
 from megasim.model.journal import StepJournal
+from megasim.plugins import make_scenario
 from megasim.runtime.base import ProgressFn, ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.mailbox import router_for
 from megasim.runtime.shard import AgentShard
-from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class LocalRuntime:
         """Like RayRuntime's actors, it builds agents and environments with the scenario
         the config names (``config.scenario``, resolved by megasim.plugins)."""
         self.config = config
-        self.scenario = get_scenario(config.scenario)
+        self.scenario = make_scenario(config.scenario)
         self.population = population
         self.run_dir = run_dir
         self._owns_models = models is None

@@ -28,13 +28,13 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from megasim.config import SimulationConfig
 from megasim.env.keyed_store import PartitionedStore
 from megasim.message import Message
+from megasim.plugins import load_scenario_class
 from megasim.runtime import ray_auth
 from megasim.runtime.base import ProgressFn, ShardStepResult
 from megasim.runtime.local import shard_slices
 from megasim.runtime.mailbox import router_for
 from megasim.runtime.ray_shard import RemoteShard
 from megasim.runtime.ray_store import actor_store, lost_partitions, spawn_partitions
-from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
 
 _POLL_S = 0.25
@@ -92,7 +92,7 @@ class RayRuntime:
             self._started_ray = True
         shards = min(self.config.runtime.shards, max(1, self.population.num_rows))
         self.slices = shard_slices(self.population.num_rows, shards)
-        if get_scenario(self.config.scenario).build_env(self.config, self.population).keyed:
+        if load_scenario_class(self.config.scenario).keyed_state:  # partition actors needed
             self._spawn_partitions()
         pins = self.config.runtime.shard_resources
         self.actors = [self._spawn(index, pins.get(index)) for index in range(shards)]

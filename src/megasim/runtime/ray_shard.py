@@ -22,12 +22,12 @@ from megasim.message import Message
 from megasim.model.base import ModelClient
 from megasim.model.factory import build_models
 from megasim.model.journal import StepJournal
+from megasim.plugins import make_scenario
 from megasim.runtime.base import ShardStepResult, model_layer_metrics
 from megasim.runtime.checkpoint import read_agent_states
 from megasim.runtime.local import models_used
 from megasim.runtime.ray_store import actor_store
 from megasim.runtime.shard import AgentShard
-from megasim.scenarios import get_scenario
 from megasim.store.run_dir import RunDirectory
 
 _BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
@@ -61,7 +61,7 @@ class ShardActor:
         ``rows``: (offset, length) of this shard's agents in it."""
         config = SimulationConfig.model_validate(config_data)
         population = everyone.slice(*rows)
-        scenario = get_scenario(config.scenario)
+        scenario = make_scenario(config.scenario)
         run_dir = RunDirectory(Path(run_path))
         # this actor's write-ahead log of answers; it replays only its own agents' answers
         # (a resume may have logged them under another shard layout)
