@@ -112,8 +112,9 @@ def _import(reference: str, module_name: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            raise ScenarioLoadError(f"{reference}: no module named {exc.name!r}") from exc
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(f"{missing}.")):
+            raise ScenarioLoadError(f"{reference}: no module named {missing!r}") from exc
         raise ScenarioLoadError(f"{reference}: importing {module_name} failed: {exc}") from exc
     except Exception as exc:  # the user's module raised while importing
         raise ScenarioLoadError(
