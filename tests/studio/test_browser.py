@@ -178,11 +178,17 @@ def test_live_dashboard_updates_and_pause_resume_stop(tmp_path: Path, page: Page
             process.kill()
 
 
-def test_dashboard_says_so_when_the_studio_goes_away(big_copy: Path, page: Page) -> None:
+def test_missing_run_page_and_studio_gone_notice(big_copy: Path, page: Page) -> None:
     """A request that fails (studio stopped) is shown on the page, never an uncaught error."""
     with StudioServer(big_copy) as server:
+        page.goto(f"{server.url}/runs/gone/agents")  # a bookmark of a deleted run
+        expect(page.locator("#missing")).to_contain_text("no run 'gone' in the runs folder")
+        expect(page.locator("header.top a.brand")).to_be_visible()
+        shoot(page, "missing")
         page.goto(f"{server.url}/runs/big")
         expect(page.locator("#hist-step option")).to_have_count(2)
         expect(page.locator("#histogram .bars path").first).to_be_attached()
     page.select_option("#hist-step", index=0)
     expect(page.locator("#notice")).to_contain_text("cannot load the step's data")
+    expect(page.locator("#notice")).to_contain_text("the studio cannot be reached")
+    shoot(page, "studio-gone")

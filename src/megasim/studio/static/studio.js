@@ -14,7 +14,10 @@ const studio = (() => {
       init.headers = { "content-type": "application/json" };
       init.body = JSON.stringify(options.json);
     }
-    const response = await fetch(path, init);
+    let response;
+    try { response = await fetch(path, init); } catch (e) {  // network: the studio is gone
+      throw new Error("the studio cannot be reached (is `megasim studio` still running?)");
+    }
     const text = await response.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
