@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from megasim.agent import Agent, Decision, PersonaTable
 from megasim.env.chatroom import ChatObservation, ChatRoom
 from megasim.env.group_stats import group_sizes
 from megasim.model.base import ChatRequest, ModelClient
 from megasim.model.parsing import parse_guess
+from megasim.population.columns import numeric_column_problems
 from megasim.scenarios.base import Scenario, ValueScale, settings_of
 from megasim.scenarios.chat_prompts import build_chat_prompt, parse_message, room_block
 from megasim.scenarios.chat_settings import ChatConfig
@@ -172,11 +172,4 @@ class ChatOpinion(Scenario):
     def check_population(self, population: pa.Table) -> list[str]:
         if OPINION_COLUMN not in population.column_names:
             return []
-        column = population.column(OPINION_COLUMN)
-        if not pa.types.is_integer(column.type) and not pa.types.is_floating(column.type):
-            return [f"column {OPINION_COLUMN!r} must be numeric (0-100), not {column.type}"]
-        values = pc.drop_null(column)
-        outside = pc.sum(pc.or_(pc.less(values, _LOW), pc.greater(values, _HIGH))).as_py()
-        if outside:
-            return [f"column {OPINION_COLUMN!r}: {outside} values outside [0, 100]"]
-        return []
+        return numeric_column_problems(population, OPINION_COLUMN, _LOW, _HIGH)

@@ -26,6 +26,7 @@ from megasim.env.network import SocialNetwork
 from megasim.env.network_generators import block_model, scale_free, small_world
 from megasim.env.network_graph import SocialGraph, read_edge_list
 from megasim.model.base import ModelClient
+from megasim.population.columns import numeric_column_problems
 from megasim.scenarios.base import Scenario
 from megasim.scenarios.social_opinion_agent import HIGH, LOW, STANCE_COLUMN, SocialAgent, SocialBook
 from megasim.scenarios.social_opinion_settings import GraphSettings, SocialSettings
@@ -134,12 +135,7 @@ class SocialOpinion(Scenario):
     def check_population(self, population: pa.Table) -> list[str]:
         if STANCE_COLUMN not in population.column_names:
             return []
-        column = population.column(STANCE_COLUMN)
-        if not pa.types.is_integer(column.type) and not pa.types.is_floating(column.type):
-            return [f"column {STANCE_COLUMN!r} must be numeric (0-100), not {column.type}"]
-        values = pc.drop_null(column)
-        outside = pc.sum(pc.or_(pc.less(values, LOW), pc.greater(values, HIGH))).as_py()
-        return [f"column {STANCE_COLUMN!r}: {outside} values outside [0, 100]"] if outside else []
+        return numeric_column_problems(population, STANCE_COLUMN, LOW, HIGH)
 
     def report(self, run_dir: Path, out_dir: Path, console: Console) -> list[Path]:
         from megasim.scenarios.social_opinion_report import social_report
