@@ -20,7 +20,6 @@ readers' follow edits and the pool, then their followees' posts and the pool's l
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +39,8 @@ from megasim.env.network_stats import (
     pair_partial,
     stance_partial,
 )
+from megasim.model.parsing import extract_json_object
 from megasim.seeding import derive_seed, mix64
-
-_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +59,8 @@ class NetworkObservation:
 
 def parse_action(text: str | None) -> tuple[str | None, int | None]:
     """(action, 1-based feed item) from a JSON answer; (None, None) if it names none."""
-    if not text or "{" not in text:
-        return None, None
-    try:
-        obj, _ = _DECODER.raw_decode(text, text.find("{"))
-    except json.JSONDecodeError:
-        return None, None
-    if not isinstance(obj, dict):
+    obj = extract_json_object(text) if text else None
+    if obj is None:
         return None, None
     action = obj.get("action")
     target = obj.get("target")

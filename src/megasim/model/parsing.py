@@ -274,3 +274,19 @@ def parse_guess(
         return _parse(text, low, high, field)
     except Exception as exc:  # last resort: the contract is to never raise
         return _invalid(f"unparseable answer ({type(exc).__name__})")
+
+
+def extract_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (inside code fences or after prose), else None;
+    only the first 20,000 characters are searched."""
+    text = text[:20_000]
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    return None

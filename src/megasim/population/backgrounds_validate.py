@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from megasim.model.parsing import extract_json_object
 from megasim.population.backgrounds_prompt import (
     MAX_NAME,
     MAX_PERSONALITY,
@@ -37,8 +38,6 @@ from megasim.population.backgrounds_prompt import (
 MIN_STORY = 20
 MIN_STORY_WORDS = 5
 MIN_PERSONALITY = 3
-_MAX_TEXT = 20_000
-_DECODER = json.JSONDecoder()
 
 _AGE_RE = re.compile(r"\b(\d{1,3})\s*[- ]\s*years?\s*[- ]\s*old\b(?:\s+(\w+))?", re.IGNORECASE)
 _PAST_OR_OTHER_BEFORE = frozenset(
@@ -70,21 +69,6 @@ class Verdict:
     data: dict[str, Any] | None
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
-
-
-def extract_json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in ``text`` (inside code fences or after prose), else None."""
-    text = text[:_MAX_TEXT]
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, _ = _DECODER.raw_decode(text, start)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return value
-        start = text.find("{", start + 1)
-    return None
 
 
 def _check_text(data: Mapping[str, Any], key: str, low: int, high: int) -> str | None:

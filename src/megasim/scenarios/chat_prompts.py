@@ -7,12 +7,12 @@ statement (a number on the agreement scale) and one short message to its room.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
 from megasim.env.chatroom import ChatObservation
 from megasim.model.base import ChatMessage
+from megasim.model.parsing import extract_json_object
 from megasim.scenarios.guess_prompts import Prompt
 
 MAX_MESSAGE_CHARS = 280
@@ -25,7 +25,6 @@ OPINION_SCHEMA: dict[str, Any] = {
     "required": ["opinion", "message"],
 }
 _LABEL = re.compile(r"^\s*\[[\w-]+\]\s*")  # a stand-in's label such as "[surrogate]"
-_DECODER = json.JSONDecoder()
 
 
 def room_block(obs: ChatObservation) -> str:
@@ -63,16 +62,11 @@ def parse_message(text: str | None) -> str | None:
     """The ``message`` of a JSON answer, else the answer's own words; None if empty."""
     if not text:
         return None
-    start = text.find("{")
-    if start >= 0:
-        try:
-            obj, _ = _DECODER.raw_decode(text, start)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            message = obj.get("message")
-            if isinstance(message, str) and message.strip():
-                return message.strip()[:MAX_MESSAGE_CHARS]
-            return None
+    obj = extract_json_object(text)
+    if obj is not None:
+        message = obj.get("message")
+        if isinstance(message, str) and message.strip():
+            return message.strip()[:MAX_MESSAGE_CHARS]
+        return None
     words = _LABEL.sub("", text).strip()
     return words[:MAX_MESSAGE_CHARS] or None

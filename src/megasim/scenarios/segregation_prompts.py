@@ -8,18 +8,17 @@ per group, empty places) so that any model, and the surrogate's rule, reads the 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from functools import lru_cache
 from typing import Any
 
 from megasim.env.grid_view import GridView, Place
 from megasim.model.base import ChatMessage
+from megasim.model.parsing import extract_json_object
 from megasim.scenarios.segregation_stand_in import LETTERS
 
 STAY = "stay"
 SYSTEM = "You are a person deciding where to live in a town laid out as a grid. Your background: "
-_DECODER = json.JSONDecoder()
 _WORD = re.compile(r"\b(stay|[A-H])\b", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*\[[\w-]+\]\s*")
 
@@ -101,19 +100,14 @@ def parse_choice(text: str | None, offers: int) -> str | None:
     if not text:
         return None
     allowed = {STAY, *LETTERS[:offers]}
-    start = text.find("{")
-    if start >= 0:
-        try:
-            obj, _ = _DECODER.raw_decode(text, start)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            choice = obj.get("choice")
-            if isinstance(choice, str):
-                choice = choice.strip()
-                choice = STAY if choice.lower() == STAY else choice.upper()
-                return choice if choice in allowed else None
+    obj = extract_json_object(text)
+    if obj is not None:
+        choice = obj.get("choice")
+        if not isinstance(choice, str):
             return None
+        choice = choice.strip()
+        choice = STAY if choice.lower() == STAY else choice.upper()
+        return choice if choice in allowed else None
     for match in _WORD.finditer(_LABEL.sub("", text)):
         word = match.group(1)
         choice = STAY if word.lower() == STAY else word
