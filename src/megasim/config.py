@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,7 +18,6 @@ from pydantic import (
     model_validator,
 )
 
-from megasim import yaml_strict
 from megasim.activity import ActivitySettings
 from megasim.model.config import (
     BUILTIN_BACKENDS,
@@ -33,6 +31,7 @@ from megasim.plugins import (
     load_scenario_class,
 )
 from megasim.population.spec import PopulationSpec
+from megasim.population.yaml_input import read_yaml_file
 from megasim.store.run_dir import RUN_ID_PATTERN, RUN_ID_RULE
 
 
@@ -254,16 +253,9 @@ def format_validation_error(source: str, error: ValidationError, data: object = 
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML mapping, turning every failure into a ConfigError naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{path}: cannot read: {reason or exc}") from exc
-    try:
-        data = yaml_strict.load(text)  # a duplicate key is an error, as in population specs
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML{yaml_strict.describe(exc)}") from exc
+    """Parse a YAML mapping, turning every failure into a ConfigError naming the file (a
+    duplicate key is an error, as in population specs)."""
+    data = read_yaml_file(path, ConfigError, "invalid YAML")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
