@@ -3,25 +3,13 @@ another backend or a wrapper."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from megasim.model.base import ChatMessage, ChatRequest
 from megasim.model.wire import chat_body, fan_out
+from tests.import_rules import SRC, imported_modules
 
-MODEL = Path(__file__).resolve().parents[2] / "src" / "megasim" / "model"
-
-
-def imported_modules(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
+MODEL = SRC / "model"
 
 
 @pytest.mark.parametrize("backend", ["openai_backend", "local"])
